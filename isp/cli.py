@@ -1,0 +1,144 @@
+"""The ``isp-sim`` command: compose the config with Hydra, run, write outputs into the run directory.
+
+Outputs of a run (Hydra's run directory, ``outputs/<date>/<time>/`` by default):
+``image.png`` (8-bit sRGB), ``image.tif`` (16-bit sRGB, with ``output.tiff16=true``),
+``taps/<stage>.npy`` for ``pipeline.taps``, ``metrics.json``, and Hydra's ``.hydra/`` config
+snapshot and log. ``metrics.json`` is written last; a run that fails leaves a ``FAILED`` file
+with the error instead and no image or metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from isp.api import Simulation, SimulationResult
+from isp.backend import to_host
+from isp.config import HYDRA_VERSION_BASE
+from isp.errors import InputError, IspError
+from isp.frame import Image, orient
+from isp.io import write_json, write_npy, write_png8, write_tiff16
+from isp.paths import config_dir
+from isp.stages.oetf import srgb_oetf
+from isp.stages.quantize import quantize
+
+__all__ = ["main", "write_outputs"]
+
+log = logging.getLogger("isp")
+
+EXIT_ERROR = 2
+
+
+def _task(cfg: DictConfig) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        sim = Simulation(cfg, extra_taps=_tiff_taps(cfg))
+        result = sim.run()
+        paths = write_outputs(run_dir, result, sim)
+    except IspError as exc:
+        _fail(run_dir, str(exc))
+    except MemoryError as exc:
+        _fail(run_dir, f"out of host memory ({exc}); try a smaller scene.size or sensor.mode")
+    except Exception as exc:
+        if type(exc).__name__ == "OutOfMemoryError":  # cupy.cuda.memory.OutOfMemoryError
+            _fail(run_dir, f"out of GPU memory ({exc}); try backend=numpy or a smaller scene.size")
+        raise
+    metrics = result.metrics
+    summary = f"{metrics['image']['width']}x{metrics['image']['height']} {metrics['backend']}"
+    if "colorchecker" in metrics:
+        de = metrics["colorchecker"]["delta_e2000"]
+        summary += f", CIEDE2000 mean {de['mean']:.2f} max {de['max']:.2f}"
+    log.info("wrote %s (%s)", ", ".join(p.name for p in paths), summary)
+    log.info("run directory: %s", run_dir)
+
+
+def _tiff_taps(cfg: DictConfig) -> list[str]:
+    """The 16-bit TIFF is made from the encoded float image, before 8-bit quantisation."""
+    wants_tiff = bool(cfg.get("output", {}).get("tiff16", False))
+    stages = list(cfg.get("pipeline", {}).get("stages", []) or [])
+    return ["oetf"] if wants_tiff and "oetf" in stages else []
+
+
+def write_outputs(run_dir: Path, result: SimulationResult, sim: Simulation) -> list[Path]:
+    """Write the run's files into ``run_dir``; ``metrics.json`` last. Returns the paths written."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    inputs = [Path(p).resolve() for p in (getattr(sim.scene_params, "path", None),) if p]
+    written: list[Path] = []
+
+    def target(name: str) -> Path:
+        path = run_dir / name
+        if path.resolve() in inputs:
+            raise InputError(f"{path}: is an input of this run; refusing to overwrite it (choose another hydra.run.dir)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    output = result.image
+    if isinstance(output, Image) and output.space == "srgb":
+        orientation = output.info.orientation
+        if sim.settings.output.png:
+            written.append(write_png8(target("image.png"), orient(_as_uint8(output), orientation)))
+        if sim.settings.output.tiff16:
+            encoded16 = _as_uint16(output, result.taps.get("oetf"))
+            if encoded16 is None:
+                log.warning("image.tif not written: the pipeline has no sRGB-encoded float output to take 16 bits from")
+            else:
+                written.append(write_tiff16(target("image.tif"), orient(encoded16, orientation)))
+    else:
+        kind = "raw frame" if not isinstance(output, Image) else f"{output.space} image"
+        log.warning("the pipeline ends with a %s, not an sRGB image: writing output.npy instead of image.png", kind)
+        written.append(write_npy(target("output.npy"), _host_data(output)))
+    for name in sim.saved_taps:
+        if name in result.taps:
+            written.append(write_npy(target(f"taps/{name}.npy"), _host_data(result.taps[name])))
+    written.append(write_json(target("metrics.json"), result.metrics))
+    return written
+
+
+def _host_data(frame: Any) -> np.ndarray:
+    return to_host(frame.data if isinstance(frame, Image) else frame.mosaic)
+
+
+def _encoded(image: Image) -> Any:
+    """sRGB-encoded float data of a float sRGB image (linear data is encoded here)."""
+    return image.data if image.transfer == "srgb" else srgb_oetf(image.data)
+
+
+def _as_uint8(image: Image) -> np.ndarray:
+    data = image.data
+    if data.dtype == np.uint8:
+        return to_host(data)
+    if data.dtype == np.uint16:
+        return to_host(quantize(data.astype(np.float32) / np.float32(65535), 8))
+    return to_host(quantize(_encoded(image), 8))
+
+
+def _as_uint16(image: Image, oetf_tap: Image | None) -> np.ndarray | None:
+    if image.data.dtype == np.uint16:
+        return to_host(image.data)
+    if image.is_float:
+        return to_host(quantize(_encoded(image), 16))
+    if oetf_tap is not None and oetf_tap.is_float:
+        return to_host(quantize(oetf_tap.data, 16))
+    return None
+
+
+def _fail(run_dir: Path, message: str) -> None:
+    log.error("%s", message)
+    try:
+        (run_dir / "FAILED").write_text(message + "\n")
+    except OSError:
+        pass
+    print(f"isp-sim: error: {message}", file=sys.stderr)
+    sys.exit(EXIT_ERROR)
+
+
+def main() -> None:
+    """Entry point of the ``isp-sim`` console script and ``python -m isp``."""
+    hydra.main(version_base=HYDRA_VERSION_BASE, config_path=str(config_dir()), config_name="config")(_task)()

@@ -1,0 +1,136 @@
+"""Host-side colour science: matrices, white points, CCT, CIELAB and CIEDE2000.
+
+A thin layer over colour-science (https://www.colour-science.org) so that the rest of the code
+names what it needs in camera terms. Everything here works on small NumPy arrays on the host
+(3×3 matrices, patch means); per-pixel colour work lives in the stages on the backend's device.
+
+References
+----------
+- IEC 61966-2-1:1999 (sRGB primaries and D65 white).
+- Adobe DNG Specification 1.6, chapter 6 "Mapping Camera Color Space to CIE XYZ Space".
+- G. Sharma, W. Wu, E. N. Dalal, "The CIEDE2000 color-difference formula", 2005.
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import cache
+
+import numpy as np
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # colour-science warns at import that matplotlib is absent
+    import colour
+
+__all__ = [
+    "D50_XY",
+    "D65_XY",
+    "SRGB_TO_XYZ",
+    "XYZ_TO_SRGB",
+    "xy_to_XYZ",
+    "XYZ_to_xy",
+    "bradford",
+    "xy_to_cct",
+    "EXIF_LIGHT_SOURCES",
+    "light_source",
+    "XYZ_to_Lab",
+    "delta_e_2000",
+    "colorchecker_reference",
+]
+
+_OBSERVER = "CIE 1931 2 Degree Standard Observer"
+D65_XY = np.asarray(colour.CCS_ILLUMINANTS[_OBSERVER]["D65"], dtype=np.float64)
+D50_XY = np.asarray(colour.CCS_ILLUMINANTS[_OBSERVER]["D50"], dtype=np.float64)
+
+_SRGB = colour.RGB_COLOURSPACES["sRGB"]
+#: Linear sRGB (D65) to CIE XYZ (Y = 1 for white), IEC 61966-2-1.
+SRGB_TO_XYZ = np.asarray(_SRGB.matrix_RGB_to_XYZ, dtype=np.float64)
+XYZ_TO_SRGB = np.linalg.inv(SRGB_TO_XYZ)
+
+
+def xy_to_XYZ(xy: np.ndarray) -> np.ndarray:  # noqa: N802 - colour-science naming
+    """CIE xy chromaticity to XYZ with Y = 1."""
+    return np.asarray(colour.xy_to_XYZ(np.asarray(xy, dtype=np.float64)))
+
+
+def XYZ_to_xy(XYZ: np.ndarray) -> np.ndarray:  # noqa: N802, N803
+    """CIE XYZ to xy chromaticity."""
+    return np.asarray(colour.XYZ_to_xy(np.asarray(XYZ, dtype=np.float64)))
+
+
+def bradford(source_xy: np.ndarray, target_xy: np.ndarray) -> np.ndarray:
+    """The 3×3 Bradford chromatic adaptation from one white (xy) to another, on XYZ."""
+    return np.asarray(
+        colour.adaptation.matrix_chromatic_adaptation_VonKries(
+            xy_to_XYZ(source_xy), xy_to_XYZ(target_xy), transform="Bradford"
+        )
+    )
+
+
+def xy_to_cct(xy: np.ndarray) -> float:
+    """Correlated colour temperature (K) of a chromaticity, McCamy's 1992 approximation."""
+    return float(colour.xy_to_CCT(np.asarray(xy, dtype=np.float64), method="McCamy 1992"))
+
+
+#: EXIF / DNG LightSource codes: (name, CCT in kelvin used for matrix interpolation). The
+#: temperatures for the broad classes (daylight, fluorescent types) are those of the DNG SDK.
+EXIF_LIGHT_SOURCES: dict[int, tuple[str, float | None]] = {
+    0: ("unknown", None),
+    1: ("Daylight", 5500.0),
+    2: ("Fluorescent", 4150.0),
+    3: ("Tungsten", 2850.0),
+    4: ("Flash", 5500.0),
+    9: ("Fine weather", 5500.0),
+    10: ("Cloudy weather", 6500.0),
+    11: ("Shade", 7500.0),
+    12: ("Daylight fluorescent", 6400.0),
+    13: ("Day white fluorescent", 5050.0),
+    14: ("Cool white fluorescent", 4150.0),
+    15: ("White fluorescent", 3525.0),
+    16: ("Warm white fluorescent", 2925.0),
+    17: ("Standard light A", 2856.0),
+    18: ("Standard light B", 4874.0),
+    19: ("Standard light C", 6774.0),
+    20: ("D55", 5503.0),
+    21: ("D65", 6504.0),
+    22: ("D75", 7504.0),
+    23: ("D50", 5003.0),
+    24: ("ISO studio tungsten", 3200.0),
+    255: ("other", None),
+}
+
+
+def light_source(code: int) -> tuple[str, float | None]:
+    """Name and CCT of an EXIF LightSource code (``("unknown", None)`` when not listed)."""
+    return EXIF_LIGHT_SOURCES.get(int(code), (f"code {int(code)}", None))
+
+
+def XYZ_to_Lab(XYZ: np.ndarray, white_xy: np.ndarray = D65_XY) -> np.ndarray:  # noqa: N802, N803
+    """CIE XYZ (Y = 1 for the reference white) to CIELAB relative to ``white_xy``."""
+    return np.asarray(colour.XYZ_to_Lab(np.asarray(XYZ, dtype=np.float64), np.asarray(white_xy)))
+
+
+def delta_e_2000(lab_a: np.ndarray, lab_b: np.ndarray) -> np.ndarray:
+    """CIEDE2000 colour difference (Sharma et al. 2005) between CIELAB arrays ``(..., 3)``."""
+    return np.asarray(colour.delta_E(np.asarray(lab_a), np.asarray(lab_b), method="CIE 2000"))
+
+
+@cache
+def colorchecker_reference(
+    name: str = "ColorChecker24 - After November 2014",
+) -> tuple[tuple[str, ...], np.ndarray]:
+    """Patch names and CIE XYZ under D65 (Y = 1 for the perfect white diffuser) of a chart.
+
+    The published values (X-Rite, colour-science's ``CCS_COLOURCHECKERS``) are xyY under the
+    chart's own illuminant (D50); they are adapted to D65 with Bradford, as a camera white
+    balanced to D65 light would see them.
+    """
+    try:
+        chart = colour.CCS_COLOURCHECKERS[name]
+    except KeyError:
+        known = ", ".join(k for k in colour.CCS_COLOURCHECKERS if "24" in k)
+        raise KeyError(f"ColorChecker reference {name!r} is not known; choose one of {known}") from None
+    xyY = np.asarray(list(chart.data.values()), dtype=np.float64)  # noqa: N806
+    XYZ = np.asarray(colour.xyY_to_XYZ(xyY))  # noqa: N806
+    XYZ_d65 = XYZ @ bradford(chart.illuminant, D65_XY).T  # noqa: N806
+    return tuple(chart.data.keys()), XYZ_d65

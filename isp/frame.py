@@ -1,0 +1,238 @@
+"""The two kinds of data that flow through the simulator: :class:`RawFrame` and :class:`Image`.
+
+A RawFrame is what a sensor hands an ISP: one mosaic plane and everything needed to interpret
+it. A simulated capture and a raw file read with rawpy produce the same type, so one pipeline
+serves both. An Image is ``(H, W, 3)`` with a tag naming its colour space and transfer function;
+stages check the tag they need.
+
+Domains
+-------
+``RawFrame.domain == "dn"``: raw digital numbers including the black-level pedestal.
+``RawFrame.domain == "linear"``: float32, black level subtracted, normalised so that the white
+level is 1.0 (what every stage after ``black_level`` expects).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from isp.backend import array_module
+from isp.cfa import CFALayout
+from isp.errors import StageError
+
+__all__ = ["ColorMatrix", "CaptureInfo", "RawFrame", "Image", "RAW_DOMAINS", "SPACES", "TRANSFERS", "orient"]
+
+RAW_DOMAINS = ("dn", "linear")
+#: Colour spaces an Image can be in: camera RGB (sensor primaries) or linear-light sRGB primaries.
+SPACES = ("camera", "srgb")
+#: Transfer functions: linear light, or the sRGB OETF (IEC 61966-2-1).
+TRANSFERS = ("linear", "srgb")
+
+
+@dataclass(frozen=True)
+class ColorMatrix:
+    """A DNG-style ColorMatrix: CIE XYZ to camera RGB for one calibration illuminant.
+
+    Parameters
+    ----------
+    xyz_to_camera
+        ``(3, 3)`` matrix mapping XYZ (Y = 1 for the illuminant's white) to camera RGB.
+    illuminant
+        Name of the calibration illuminant (``"D65"``, ``"Standard light A"``, ``"unknown"``).
+    cct_k
+        Its correlated colour temperature in kelvin, ``None`` when unknown.
+    forward_matrix
+        Optional DNG ForwardMatrix: white-balanced camera RGB to XYZ (D50).
+    """
+
+    xyz_to_camera: np.ndarray
+    illuminant: str = "unknown"
+    cct_k: float | None = None
+    forward_matrix: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class CaptureInfo:
+    """How a frame was captured; travels with the data from the sensor to the output.
+
+    Parameters
+    ----------
+    sensor
+        Sensor (or camera make and model for a raw file).
+    mode
+        Sensor read-out mode (``"binned"``, ``"full"``, or ``"file"``).
+    exposure_time_s, iso, analog_gain, digital_gain
+        Exposure settings.
+    as_shot_neutral
+        Camera RGB of a neutral (grey) surface under the scene illuminant, ``(3,)``, max 1.
+    color_matrices
+        Calibrations from XYZ to camera RGB, one per calibration illuminant.
+    orientation
+        EXIF orientation (1 to 8) to apply when the image is shown.
+    baseline_exposure_ev
+        Exposure the camera maker wants added when rendering (DNG BaselineExposure).
+    source
+        Where the frame comes from: ``"simulation"`` or the raw file's path.
+    noise_profile
+        DNG NoiseProfile pairs ``(S, O)`` per plane: variance = S·x + O, x normalised.
+    """
+
+    sensor: str
+    mode: str = "full"
+    exposure_time_s: float | None = None
+    iso: float | None = None
+    analog_gain: float = 1.0
+    digital_gain: float = 1.0
+    as_shot_neutral: np.ndarray = field(default_factory=lambda: np.ones(3))
+    color_matrices: tuple[ColorMatrix, ...] = ()
+    orientation: int = 1
+    baseline_exposure_ev: float = 0.0
+    source: str = "simulation"
+    noise_profile: tuple[tuple[float, float], ...] | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class RawFrame:
+    """One mosaic plane and its interpretation.
+
+    Parameters
+    ----------
+    mosaic
+        ``(H, W)`` array on the backend's device: ``uint16`` DN, or float32 in the linear domain.
+    cfa
+        The colour filter layout; its tile is anchored at the mosaic's top-left pixel.
+    black_level
+        Black level per CFA tile site, shape ``cfa.tile_shape``, in the units of ``mosaic``.
+    white_level
+        Saturation level in the units of ``mosaic``.
+    info
+        Capture metadata.
+    domain
+        ``"dn"`` or ``"linear"`` (see the module docstring).
+    wb_gains
+        White-balance gains ``(3,)`` already applied to ``mosaic``; ``None`` when not balanced.
+    """
+
+    mosaic: Any
+    cfa: CFALayout
+    black_level: np.ndarray
+    white_level: float
+    info: CaptureInfo
+    domain: str = "dn"
+    wb_gains: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        black = np.broadcast_to(np.asarray(self.black_level, dtype=np.float64), self.cfa.tile_shape)
+        object.__setattr__(self, "black_level", black.copy())
+        if self.domain not in RAW_DOMAINS:
+            raise StageError(f"RawFrame.domain {self.domain!r} is not one of {RAW_DOMAINS}")
+        self.cfa.check_shape(self.mosaic.shape)
+        if not self.white_level > float(black.max()):
+            raise StageError(
+                f"RawFrame from {self.info.source}: white level {self.white_level} is not above "
+                f"the black level {float(black.max())}"
+            )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.mosaic.shape)
+
+    def replace(self, **changes: Any) -> RawFrame:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def require(self, stage: str, *, domain: str | None = None, bayer: bool = False) -> None:
+        """Raise a :class:`StageError` naming ``stage`` unless the frame is what it needs."""
+        if domain is not None and self.domain != domain:
+            hint = " (run the black_level stage first)" if domain == "linear" else ""
+            raise StageError(f"stage '{stage}' needs a raw frame in the {domain!r} domain, got {self.domain!r}{hint}")
+        if bayer and not self.cfa.is_bayer:
+            raise StageError(
+                f"stage '{stage}' needs a Bayer mosaic, got CFA {self.cfa.name!r}; "
+                "a Quad Bayer frame must be remosaiced or binned first"
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class Image:
+    """An ``(H, W, 3)`` image tagged with its colour space and transfer function.
+
+    Parameters
+    ----------
+    data
+        ``(H, W, 3)`` array on the backend's device: float32 (nominal range [0, 1]) or, after
+        quantisation, ``uint8`` / ``uint16``.
+    space
+        One of :data:`SPACES`.
+    transfer
+        One of :data:`TRANSFERS`.
+    info
+        Capture metadata carried from the RawFrame.
+    wb_gains
+        White-balance gains applied upstream, ``None`` when the data is not balanced.
+    """
+
+    data: Any
+    space: str
+    transfer: str
+    info: CaptureInfo
+    wb_gains: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.data.ndim != 3 or self.data.shape[2] != 3:
+            raise StageError(f"Image data must be (H, W, 3), got shape {tuple(self.data.shape)}")
+        if self.space not in SPACES:
+            raise StageError(f"Image.space {self.space!r} is not one of {SPACES}")
+        if self.transfer not in TRANSFERS:
+            raise StageError(f"Image.transfer {self.transfer!r} is not one of {TRANSFERS}")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.data.shape)
+
+    @property
+    def is_float(self) -> bool:
+        return np.dtype(self.data.dtype).kind == "f"
+
+    def replace(self, **changes: Any) -> Image:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def require(self, stage: str, *, space: str | None = None, transfer: str | None = None) -> None:
+        """Raise a :class:`StageError` naming ``stage`` unless the image has the tags it needs."""
+        if space is not None and self.space != space:
+            raise StageError(f"stage '{stage}' needs an image in colour space {space!r}, got {self.space!r}")
+        if transfer is not None and self.transfer != transfer:
+            raise StageError(f"stage '{stage}' needs {transfer!r} transfer, got {self.transfer!r}")
+        if not self.is_float:
+            raise StageError(f"stage '{stage}' needs a float image, got {self.data.dtype} (already quantised)")
+
+    def oriented(self) -> Any:
+        """The data turned to its EXIF orientation, as it should be shown."""
+        return orient(self.data, self.info.orientation)
+
+
+def orient(a: Any, orientation: int) -> Any:
+    """Apply an EXIF orientation (1 to 8) to an array whose first two axes are rows and columns."""
+    xp = array_module(a)
+    if orientation in (0, 1):
+        return a
+    if orientation == 2:
+        return a[:, ::-1]
+    if orientation == 3:
+        return a[::-1, ::-1]
+    if orientation == 4:
+        return a[::-1]
+    if orientation == 5:
+        return xp.swapaxes(a, 0, 1)
+    if orientation == 6:
+        return xp.rot90(a, -1)
+    if orientation == 7:
+        return xp.rot90(a[:, ::-1], -1)
+    if orientation == 8:
+        return xp.rot90(a, 1)
+    raise StageError(f"EXIF orientation {orientation} is not in 1..8")

@@ -1,0 +1,63 @@
+"""What every scene source produces: a :class:`Scene` in linear scene-referred RGB."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Patch", "Scene"]
+
+
+@dataclass(frozen=True)
+class Patch:
+    """A region of known colour in a scene, for measurements.
+
+    Parameters
+    ----------
+    name
+        Patch name (``"dark skin"``, ``"neutral 5 (.70 D)"``, ...).
+    box
+        ``(top, left, bottom, right)`` in pixels, bottom and right exclusive.
+    xyz_d65
+        Reference CIE XYZ under D65 (Y = 1 for the perfect white diffuser).
+    """
+
+    name: str
+    box: tuple[int, int, int, int]
+    xyz_d65: np.ndarray
+
+    def centre(self, fraction: float) -> tuple[slice, slice]:
+        """Row and column slices of the central ``fraction`` of the box (per dimension)."""
+        top, left, bottom, right = self.box
+        dy = (bottom - top) * (1.0 - fraction) / 2.0
+        dx = (right - left) * (1.0 - fraction) / 2.0
+        return slice(int(round(top + dy)), int(round(bottom - dy))), slice(int(round(left + dx)), int(round(right - dx)))
+
+
+@dataclass(frozen=True, eq=False)
+class Scene:
+    """Scene radiance as linear RGB on the backend's device.
+
+    Parameters
+    ----------
+    linear_rgb
+        ``(H, W, 3)`` float32, linear sRGB primaries with D65 white, scene-referred:
+        1.0 is a perfect white diffuser under the scene light (values above are highlights).
+    name
+        Scene kind (``"colorchecker"``, ``"image"``).
+    source
+        What it was made from (a chart reference name, an image path).
+    patches
+        Regions of known colour, for the colour metrics.
+    """
+
+    linear_rgb: Any
+    name: str
+    source: str
+    patches: tuple[Patch, ...] = ()
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.linear_rgb.shape[:2])

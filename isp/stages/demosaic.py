@@ -1,0 +1,221 @@
+"""Demosaicing: a Bayer mosaic to a full RGB image, behind a method registry.
+
+Input: a white-balanced RawFrame in the ``linear`` domain with a Bayer CFA (any phase).
+Output: an Image in camera RGB, linear transfer, float32, same height and width.
+
+Methods
+-------
+``bilinear``
+    Average of the nearest samples of each colour.
+``malvar2004``
+    Malvar, He and Cutler, "High-quality linear interpolation for demosaicing of
+    Bayer-patterned color images", ICASSP 2004: bilinear plus a Laplacian correction from the
+    sampled channel, a fixed 5×5 linear filter per pixel class.
+
+Both are linear 5×5 filters that depend only on the pixel's class: the missing green at an R or B
+site, R or B at a green site whose row holds R or B, and R at B (or B at R). :class:`BayerFilters`
+holds the four filters of a method; the NumPy path applies them as strided slices, the CuPy
+path in one pass of ``kernels/demosaic.cu``. Borders are mirrored (``d c b | a b c d``), which
+keeps the CFA phase.
+
+References
+----------
+H. S. Malvar, L.-W. He, R. Cutler, ICASSP 2004, vol. 3, pp. 485-488.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from isp.backend import array_module, get_backend
+from isp.cfa import B, G, R, CFALayout
+from isp.config import param
+from isp.errors import ConfigError, StageError
+from isp.frame import Image, RawFrame
+from isp.stages.registry import StageContext, register_stage
+
+__all__ = ["BayerFilters", "BILINEAR", "MALVAR2004", "DEMOSAIC_METHODS", "demosaic", "DemosaicParams"]
+
+
+@dataclass(frozen=True)
+class BayerFilters:
+    """The four 5×5 filters of a class-dependent linear Bayer demosaic.
+
+    Parameters
+    ----------
+    g_at_rb
+        Green at a red or blue site.
+    same_row
+        At a green site, the colour whose samples lie left and right of it.
+    same_col
+        At a green site, the colour whose samples lie above and below it.
+    opposite
+        Red at a blue site, or blue at a red site.
+    """
+
+    g_at_rb: np.ndarray
+    same_row: np.ndarray
+    same_col: np.ndarray
+    opposite: np.ndarray
+
+    def stacked(self) -> np.ndarray:
+        """The filters as one ``(4, 5, 5)`` float32 array in field order (the kernel's layout)."""
+        return np.stack([self.g_at_rb, self.same_row, self.same_col, self.opposite]).astype(np.float32)
+
+
+def _filter(rows: list[list[float]], scale: float) -> np.ndarray:
+    return np.asarray(rows, dtype=np.float64) / scale
+
+
+_ROW_MHC = [[0, 0, 0.5, 0, 0], [0, -1, 0, -1, 0], [-1, 4, 5, 4, -1], [0, -1, 0, -1, 0], [0, 0, 0.5, 0, 0]]
+
+MALVAR2004 = BayerFilters(
+    g_at_rb=_filter([[0, 0, -1, 0, 0], [0, 0, 2, 0, 0], [-1, 2, 4, 2, -1], [0, 0, 2, 0, 0], [0, 0, -1, 0, 0]], 8),
+    same_row=_filter(_ROW_MHC, 8),
+    same_col=_filter(_ROW_MHC, 8).T.copy(),
+    opposite=_filter(
+        [[0, 0, -1.5, 0, 0], [0, 2, 0, 2, 0], [-1.5, 0, 6, 0, -1.5], [0, 2, 0, 2, 0], [0, 0, -1.5, 0, 0]], 8
+    ),
+)
+
+_ROW_BILINEAR = [[0, 0, 0, 0, 0], [0, 0, 0, 0, 0], [0, 1, 0, 1, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]]
+
+BILINEAR = BayerFilters(
+    g_at_rb=_filter([[0, 0, 0, 0, 0], [0, 0, 1, 0, 0], [0, 1, 0, 1, 0], [0, 0, 1, 0, 0], [0, 0, 0, 0, 0]], 4),
+    same_row=_filter(_ROW_BILINEAR, 2),
+    same_col=_filter(_ROW_BILINEAR, 2).T.copy(),
+    opposite=_filter([[0, 0, 0, 0, 0], [0, 1, 0, 1, 0], [0, 0, 0, 0, 0], [0, 1, 0, 1, 0], [0, 0, 0, 0, 0]], 4),
+)
+
+
+def _red_site(cfa: CFALayout) -> tuple[int, int]:
+    if not cfa.is_bayer:
+        raise StageError(f"demosaic: CFA {cfa.name!r} is not a Bayer layout")
+    ((ry, rx),) = cfa.colour_sites(R)
+    return ry, rx
+
+
+def _site_plan(cfa: CFALayout) -> list[tuple[int, int, dict[int, str | None]]]:
+    """For each of the four tile sites: ``(row, col, {channel: filter name or None for the sample})``."""
+    ry, rx = _red_site(cfa)
+    plan = []
+    for y in range(2):
+        for x in range(2):
+            colour = cfa.pattern[y][x]
+            if colour == G:
+                row_colour = R if y == ry else B
+                col_colour = B if row_colour == R else R
+                recipe = {G: None, row_colour: "same_row", col_colour: "same_col"}
+            else:
+                other = B if colour == R else R
+                recipe = {colour: None, G: "g_at_rb", other: "opposite"}
+            plan.append((y, x, recipe))
+    return plan
+
+
+def _demosaic_xp(mosaic: Any, cfa: CFALayout, filters: BayerFilters) -> Any:
+    """Reference path (NumPy or CuPy array code): each filter applied only at its own sites."""
+    xp = array_module(mosaic)
+    h, w = mosaic.shape
+    padded = xp.pad(mosaic.astype(xp.float32, copy=False), 2, mode="reflect")
+    out = xp.empty((h, w, 3), dtype=xp.float32)
+    for y, x, recipe in _site_plan(cfa):
+        for channel, name in recipe.items():
+            if name is None:
+                out[y::2, x::2, channel] = mosaic[y::2, x::2]
+                continue
+            kernel = getattr(filters, name)
+            acc = None
+            for dy, dx in zip(*np.nonzero(kernel), strict=True):
+                weight = np.float32(kernel[dy, dx])
+                term = padded[y + dy : y + dy + h : 2, x + dx : x + dx + w : 2] * weight
+                acc = term if acc is None else acc + term
+            out[y::2, x::2, channel] = acc
+    return out
+
+
+_BLOCK = (32, 8)
+
+
+def _demosaic_cuda(mosaic: Any, cfa: CFALayout, filters: BayerFilters) -> Any:
+    """CuPy path: one thread per pixel in ``kernels/demosaic.cu``, the two missing channels at once."""
+    backend = get_backend("cupy")
+    xp = backend.xp
+    h, w = mosaic.shape
+    if h < 3 or w < 3:
+        return _demosaic_xp(mosaic, cfa, filters)  # the kernel's mirror needs two pixels each side
+    ry, rx = _red_site(cfa)
+    src = xp.ascontiguousarray(mosaic, dtype=xp.float32)
+    out = xp.empty((h, w, 3), dtype=xp.float32)
+    weights = xp.asarray(filters.stacked())
+    grid = ((w + _BLOCK[0] - 1) // _BLOCK[0], (h + _BLOCK[1] - 1) // _BLOCK[1])
+    kernel = backend.kernel("demosaic", "bayer_demosaic_5x5")
+    kernel(grid, _BLOCK, (src, out, np.int32(h), np.int32(w), np.int32(ry), np.int32(rx), weights))
+    return out
+
+
+def _method(filters: BayerFilters) -> Callable[[Any, CFALayout], Any]:
+    def run(mosaic: Any, cfa: CFALayout) -> Any:
+        if array_module(mosaic) is np:
+            return _demosaic_xp(mosaic, cfa, filters)
+        return _demosaic_cuda(mosaic, cfa, filters)
+
+    return run
+
+
+#: Demosaicing methods by name: ``fn(mosaic (H, W), cfa) -> (H, W, 3)`` on the mosaic's device.
+DEMOSAIC_METHODS: dict[str, Callable[[Any, CFALayout], Any]] = {
+    "bilinear": _method(BILINEAR),
+    "malvar2004": _method(MALVAR2004),
+}
+
+
+def demosaic(mosaic: Any, cfa: CFALayout, method: str = "malvar2004") -> Any:
+    """Demosaic a Bayer mosaic with the named method.
+
+    Parameters
+    ----------
+    mosaic
+        ``(H, W)`` float array (NumPy or CuPy), linear, white level 1.0, ideally white balanced.
+    cfa
+        Its Bayer layout; H and W must be even.
+    method
+        A key of :data:`DEMOSAIC_METHODS`.
+
+    Returns
+    -------
+    ``(H, W, 3)`` float32 array on the same device; values are not clipped (the
+    Malvar-He-Cutler correction can overshoot slightly at edges).
+
+    Examples
+    --------
+    >>> flat = np.full((4, 6), 0.5, dtype=np.float32)
+    >>> float(demosaic(flat, CFALayout.from_name("RGGB")).std())
+    0.0
+    """
+    try:
+        fn = DEMOSAIC_METHODS[method]
+    except KeyError:
+        raise ConfigError(f"demosaic method {method!r} is not known; choose one of {', '.join(DEMOSAIC_METHODS)}") from None
+    cfa.check_shape(mosaic.shape)
+    return fn(mosaic, cfa)
+
+
+@dataclass(frozen=True)
+class DemosaicParams:
+    method: str = param("malvar2004", choices=tuple(DEMOSAIC_METHODS), doc="demosaicing algorithm")
+    clip: bool = param(True, doc="clip the result to [0, 1]: the Malvar-He-Cutler correction overshoots at edges")
+
+
+@register_stage("demosaic", DemosaicParams, consumes="raw")
+def demosaic_stage(frame: RawFrame, params: DemosaicParams, ctx: StageContext) -> Image:
+    """Interpolate the two missing colours at every pixel of a Bayer mosaic."""
+    frame.require("demosaic", domain="linear", bayer=True)
+    rgb = demosaic(frame.mosaic, frame.cfa, params.method)
+    if params.clip:
+        rgb = ctx.backend.xp.clip(rgb, 0.0, 1.0)
+    return Image(rgb, space="camera", transfer="linear", info=frame.info, wb_gains=frame.wb_gains)

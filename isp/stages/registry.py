@@ -1,0 +1,103 @@
+"""The registry of ISP stages by name, and the bound :class:`Stage` the pipeline runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from isp.backend import Backend
+from isp.config import build, to_container
+from isp.errors import ConfigError
+
+__all__ = ["StageContext", "StageSpec", "Stage", "STAGES", "register_stage", "get_stage_spec"]
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a stage may use besides its input frame and parameters.
+
+    Parameters
+    ----------
+    backend
+        The array backend the frame lives on.
+    seed
+        The run's seed; a stage that draws random numbers derives its own stream from it.
+    """
+
+    backend: Backend
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A registered stage: its function, parameter dataclass and the kind of frame it takes.
+
+    ``fn(frame, params, ctx)`` returns a new frame and never modifies its input, so taps
+    taken before a stage stay valid after it.
+    """
+
+    name: str
+    fn: Callable[[Any, Any, StageContext], Any]
+    params: type
+    consumes: str
+    summary: str
+
+
+STAGES: dict[str, StageSpec] = {}
+
+
+def register_stage(name: str, params: type, consumes: str) -> Callable:
+    """Decorator registering ``fn(frame, params, ctx)`` as the stage ``name``.
+
+    ``consumes`` is ``"raw"`` (a RawFrame) or ``"image"`` (an Image).
+    """
+    if consumes not in ("raw", "image"):
+        raise ValueError(f"stage {name}: consumes must be 'raw' or 'image', not {consumes!r}")
+
+    def decorate(fn: Callable) -> Callable:
+        if name in STAGES:
+            raise ValueError(f"stage {name!r} registered twice")
+        summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
+        STAGES[name] = StageSpec(name, fn, params, consumes, summary)
+        return fn
+
+    return decorate
+
+
+def get_stage_spec(name: str, where: str = "pipeline.stages") -> StageSpec:
+    """The stage registered as ``name``; a :class:`ConfigError` naming ``where`` if none is."""
+    try:
+        return STAGES[name]
+    except KeyError:
+        raise ConfigError(f"{where}: unknown stage {name!r}; known stages: {', '.join(STAGES)}") from None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage bound to validated parameters: ``stage(frame, ctx) -> frame``."""
+
+    spec: StageSpec
+    params: Any
+
+    @classmethod
+    def from_config(cls, name: str, layers: list[tuple[str, Mapping | None]]) -> Stage:
+        """Bind stage ``name`` to parameters merged from config layers, later layers winning.
+
+        ``layers`` holds ``(config path, mapping)`` pairs; every key of every layer is checked,
+        and an error names the layer the bad value came from.
+        """
+        spec = get_stage_spec(name)
+        merged: dict[str, Any] = {}
+        for where, values in layers:
+            plain = to_container(values) or {}
+            build(spec.params, plain, where)  # reject unknown or bad keys where they were written
+            merged.update(plain)
+        return cls(spec, build(spec.params, merged, layers[-1][0] if layers else name))
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def __call__(self, frame: Any, ctx: StageContext) -> Any:
+        return self.spec.fn(frame, self.params, ctx)

@@ -1,0 +1,56 @@
+"""White balance on the mosaic: per-colour gains so that a neutral surface has R = G = B.
+
+Input and output: a RawFrame in the ``linear`` domain. Balancing on the mosaic, before
+demosaicing, matters: gradient-corrected demosaics such as Malvar-He-Cutler assume balanced
+channels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from isp.config import param
+from isp.errors import StageError
+from isp.frame import RawFrame
+from isp.stages.registry import StageContext, register_stage
+
+__all__ = ["WhiteBalanceParams", "white_balance", "gains_from_neutral"]
+
+
+@dataclass(frozen=True)
+class WhiteBalanceParams:
+    mode: str = param("as_shot", choices=("as_shot", "manual"), doc="gains from the frame's as-shot neutral, or the manual gains")
+    gains: list[float] = param([1.0, 1.0, 1.0], range=(0.01, 64.0), shape=(3,), doc="manual R, G, B gains (mode=manual)")
+    clip_highlights: bool = param(
+        True,
+        doc="clip to the white level after the gains so that saturated highlights stay neutral instead of turning magenta",
+    )
+
+
+def gains_from_neutral(neutral: np.ndarray) -> np.ndarray:
+    """Gains ``(3,)`` that map the camera neutral to grey, the smallest gain being 1.
+
+    Examples
+    --------
+    >>> gains_from_neutral(np.array([0.5, 1.0, 0.8])).tolist()
+    [2.0, 1.0, 1.25]
+    """
+    neutral = np.asarray(neutral, dtype=np.float64)
+    if neutral.shape != (3,) or not np.all(np.isfinite(neutral)) or np.any(neutral <= 0):
+        raise StageError(f"white_balance: as-shot neutral {neutral.tolist()} must be three positive numbers")
+    return neutral.max() / neutral
+
+
+@register_stage("white_balance", WhiteBalanceParams, consumes="raw")
+def white_balance(frame: RawFrame, params: WhiteBalanceParams, ctx: StageContext) -> RawFrame:
+    """Multiply each CFA colour by its white-balance gain."""
+    frame.require("white_balance", domain="linear")
+    if frame.wb_gains is not None:
+        raise StageError("stage 'white_balance': the frame is already white balanced")
+    gains = gains_from_neutral(frame.info.as_shot_neutral) if params.mode == "as_shot" else np.asarray(params.gains, dtype=np.float64)
+    balanced = frame.cfa.apply_per_site(frame.mosaic, scale=frame.cfa.per_site(gains))
+    if params.clip_highlights:
+        balanced = ctx.backend.xp.minimum(balanced, np.float32(frame.white_level))
+    return frame.replace(mosaic=balanced, wb_gains=gains)
