@@ -43,8 +43,10 @@ D65_XY = np.asarray(colour.CCS_ILLUMINANTS[_OBSERVER]["D65"], dtype=np.float64)
 D50_XY = np.asarray(colour.CCS_ILLUMINANTS[_OBSERVER]["D50"], dtype=np.float64)
 
 _SRGB = colour.RGB_COLOURSPACES["sRGB"]
-#: Linear sRGB (D65) to CIE XYZ (Y = 1 for white), IEC 61966-2-1.
-SRGB_TO_XYZ = np.asarray(_SRGB.matrix_RGB_to_XYZ, dtype=np.float64)
+#: Linear sRGB (D65) to CIE XYZ (Y = 1 for white), IEC 61966-2-1, derived from the primaries and
+#: the D65 chromaticity rather than the standard's 4-decimal rounding, so that RGB white maps to
+#: D65 exactly and white balance, adaptation and the CCM agree to machine precision.
+SRGB_TO_XYZ = np.asarray(colour.normalised_primary_matrix(_SRGB.primaries, _SRGB.whitepoint), dtype=np.float64)
 XYZ_TO_SRGB = np.linalg.inv(SRGB_TO_XYZ)
 
 

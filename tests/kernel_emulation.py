@@ -1,0 +1,113 @@
+"""Run a CUDA kernel from ``kernels/`` on the CPU, thread by thread, to test its logic without a GPU.
+
+The ``.cu`` file is compiled as C++ with a small shim that defines ``threadIdx``, ``blockIdx``,
+``blockDim`` and ``gridDim`` and drops the CUDA qualifiers; a generated launcher loops over the
+grid and calls the kernel once per thread. This checks indexing, boundary handling and
+arithmetic against the NumPy reference on machines without a GPU. It cannot emulate
+cooperation between threads (``__shared__`` memory, ``__syncthreads``): kernels that use it are
+refused and must rely on the GPU parity tests.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import re
+import shutil
+import subprocess
+import tempfile
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from isp.paths import kernel_dir
+
+_SHIM = r"""
+#include <cmath>
+#include <cstdint>
+struct uint3 { unsigned int x, y, z; };
+struct dim3 { unsigned int x, y, z; };
+static uint3 threadIdx, blockIdx;
+static dim3 blockDim, gridDim;
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+"""
+
+_LAUNCHER = r"""
+extern "C" void launch_{name}(unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, void** args)
+{{
+    gridDim = {{gx, gy, gz}};
+    blockDim = {{bx, by, bz}};
+    for (unsigned z = 0; z < gz; ++z) for (unsigned y = 0; y < gy; ++y) for (unsigned x = 0; x < gx; ++x)
+    for (unsigned tz = 0; tz < bz; ++tz) for (unsigned ty = 0; ty < by; ++ty) for (unsigned tx = 0; tx < bx; ++tx) {{
+        blockIdx = {{x, y, z}};
+        threadIdx = {{tx, ty, tz}};
+        {name}({call});
+    }}
+}}
+"""
+
+_SIGNATURE = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)', re.S)
+
+
+def _parameter_types(params: str) -> list[str]:
+    types = []
+    for param in params.split(","):
+        words = param.replace("__restrict__", " ").replace("*", " * ").split()
+        types.append(" ".join(words[:-1]))
+    return types
+
+
+@cache
+def _library(source: str) -> tuple[ctypes.CDLL, dict[str, list[str]]]:
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler to emulate CUDA kernels on the CPU")
+    text = (kernel_dir() / f"{source}.cu").read_text()
+    if "__shared__" in text or "__syncthreads" in text:
+        raise ValueError(f"{source}.cu uses shared memory or barriers: it cannot be emulated thread by thread")
+    kernels = {name: _parameter_types(params) for name, params in _SIGNATURE.findall(text)}
+    launchers = "".join(
+        _LAUNCHER.format(name=name, call=", ".join(f"*({t}*)args[{i}]" for i, t in enumerate(types)))
+        for name, types in kernels.items()
+    )
+    program = _SHIM + text + launchers
+    digest = hashlib.sha1(program.encode()).hexdigest()[:16]
+    build = Path(tempfile.gettempdir()) / "isp-sim-kernel-emulation"
+    build.mkdir(exist_ok=True)
+    library = build / f"{source}-{digest}.so"
+    if not library.exists():
+        src = build / f"{source}-{digest}.cpp"
+        src.write_text(program)
+        partial = library.with_suffix(".partial")
+        subprocess.run([compiler, "-std=c++17", "-O1", "-shared", "-fPIC", "-o", str(partial), str(src)], check=True, capture_output=True, text=True)
+        partial.replace(library)
+    return ctypes.CDLL(str(library)), kernels
+
+
+def emulate_kernel(source: str, function: str, grid: tuple[int, ...], block: tuple[int, ...], args: list) -> None:
+    """Launch ``function`` from ``kernels/<source>.cu`` over ``grid`` × ``block`` on the CPU.
+
+    ``args`` holds NumPy arrays (passed as device pointers; written in place) and NumPy scalars
+    (``np.int32``, ``np.float32``, ...), in the kernel's parameter order.
+    """
+    library, kernels = _library(source)
+    if function not in kernels or len(kernels[function]) != len(args):
+        raise ValueError(f"{source}.cu: kernel {function} takes {kernels.get(function)}, got {len(args)} arguments")
+    holders = []
+    for arg in args:
+        if isinstance(arg, np.ndarray):
+            if not arg.flags.c_contiguous:
+                raise ValueError("emulated kernels need C-contiguous arrays")
+            holders.append(ctypes.c_void_p(arg.ctypes.data))
+        else:
+            scalar = np.asarray(arg)
+            holders.append(np.ctypeslib.as_ctypes_type(scalar.dtype)(scalar.item()))
+    pointers = (ctypes.c_void_p * len(holders))(*(ctypes.cast(ctypes.pointer(h), ctypes.c_void_p) for h in holders))
+    g = (*grid, 1, 1)[:3]
+    b = (*block, 1, 1)[:3]
+    getattr(library, f"launch_{function}")(*(ctypes.c_uint(v) for v in (*g, *b)), pointers)
