@@ -11,6 +11,7 @@ Examples
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,7 @@ from omegaconf import DictConfig
 from isp import __version__
 from isp.backend import BACKENDS, Backend, get_backend, to_host
 from isp.config import build, compose, param, to_container
-from isp.errors import ConfigError
+from isp.errors import ConfigError, InputError
 from isp.frame import Image, RawFrame
 from isp.io.raw import read_raw
 from isp.metrics import colorchecker_delta_e
@@ -110,6 +111,9 @@ class Simulation:
         self.start, self.stop = pipeline_cfg.get("start"), pipeline_cfg.get("stop")
         self.pipeline.span(self.taps, self.start, self.stop)
         self.scene_params = build_scene_params(values["scene"])
+        path = getattr(self.scene_params, "path", None)
+        if path is not None and not Path(path).is_file():
+            raise InputError(f"{path}: no such file (scene.path)")
         self.from_file = isinstance(self.scene_params, RawFileParams)
         self.sensor: SensorConfig | None = None if self.from_file else build_sensor(values["sensor"])
         self.tuning_name = str(self.tuning.get("name", "unnamed"))

@@ -9,7 +9,9 @@ with the error instead and no image or metrics.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,9 @@ from typing import Any
 import hydra
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from isp.api import Simulation, SimulationResult
 from isp.backend import to_host
@@ -130,15 +134,48 @@ def _as_uint16(image: Image, oetf_tap: Image | None) -> np.ndarray | None:
 
 
 def _fail(run_dir: Path, message: str) -> None:
-    log.error("%s", message)
-    try:
+    """Report an error in one line on stderr, record it in the run's log and FAILED file, exit."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:  # the job log file only: the console gets stderr's line
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+    with contextlib.suppress(OSError):
         (run_dir / "FAILED").write_text(message + "\n")
-    except OSError:
-        pass
     print(f"isp-sim: error: {message}", file=sys.stderr)
     sys.exit(EXIT_ERROR)
 
 
+def one_line(exc: BaseException) -> str:
+    """Hydra's and OmegaConf's multi-line messages (and their causes) as one line."""
+    noise = ("full_key:", "object_type=", "reference_type=", "Config search path", "provider=", "See https://hydra.cc")
+    parts: list[str] = []
+    listing = False  # inside a list that a line ending in ':' opened ("Available options in 'sensor':")
+    while exc is not None:
+        for raw in str(exc).splitlines():
+            line = raw.strip().rstrip(".")
+            if not line or line.startswith(noise) or line in parts:
+                listing = listing and bool(line)
+                continue
+            if listing and raw.startswith(("\t", "  ")):
+                parts[-1] += (" " if parts[-1].endswith(":") else ", ") + line
+                continue
+            parts.append(line)
+            listing = line.endswith(":")
+        exc = exc.__cause__
+    return "; ".join(parts)
+
+
 def main() -> None:
     """Entry point of the ``isp-sim`` console script and ``python -m isp``."""
-    hydra.main(version_base=HYDRA_VERSION_BASE, config_path=str(config_dir()), config_name="config")(_task)()
+    # Hydra prints its own errors over many lines and exits; asked for full errors it raises
+    # them instead, so that a bad override or config becomes one line here. Errors of the run
+    # itself are reported by _task; anything else is a bug and keeps its traceback.
+    full_error = bool(os.environ.get("HYDRA_FULL_ERROR"))
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        hydra.main(version_base=HYDRA_VERSION_BASE, config_path=str(config_dir()), config_name="config")(_task)()
+    except (HydraException, OmegaConfBaseException) as exc:
+        if full_error:
+            raise
+        print(f"isp-sim: error: {one_line(exc)}", file=sys.stderr)
+        sys.exit(EXIT_ERROR)

@@ -1,0 +1,87 @@
+"""The Python API end to end: compose, run, objects back; colour accuracy; the looks; determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import isp
+from isp.api import Simulation
+from isp.errors import ConfigError, InputError
+from isp.frame import Image, RawFrame
+
+SMALL = "scene.size=[240,320]"
+
+
+def test_default_config_is_the_documented_one():
+    cfg = isp.compose()
+    assert cfg.sensor.name == "imx989" and cfg.sensor.mode == "binned"
+    assert cfg.tuning.name == "leica_authentic" and cfg.scene.kind == "colorchecker" and cfg.backend == "auto"
+
+
+def test_run_returns_objects_without_writing_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = isp.run([SMALL, "pipeline.taps=[demosaic]"])
+    assert isinstance(result.image, Image) and result.image.data.dtype == np.uint8
+    assert isinstance(result.raw, RawFrame) and result.raw.shape == (240, 320)
+    assert result.taps["demosaic"].space == "camera"
+    assert result.rgb().shape == (240, 320, 3)
+    m = result.metrics
+    assert m["sensor"] == "imx989" and m["tuning"] == "leica_authentic" and m["image"] == {"height": 240, "width": 320, "orientation": 1}
+    assert set(m["stage_times_ms"]) == set(Simulation(isp.compose([SMALL])).pipeline.names)
+    assert len(m["colorchecker"]["delta_e2000"]["patches"]) == 24
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("sensor", ["imx989", "generic_bayer"])
+def test_neutral_tuning_is_colour_accurate(sensor):
+    de = isp.run([f"sensor={sensor}", "tuning=neutral", SMALL]).metrics["colorchecker"]["delta_e2000"]
+    assert de["mean"] <= 2.0, de
+    worst = max(de["patches"], key=lambda p: p["delta_e"])
+    assert worst["name"] == "cyan", "only the out-of-sRGB-gamut cyan may stand out"
+
+
+@pytest.mark.slow
+def test_neutral_tuning_at_full_resolution():
+    """The acceptance figure: the default IMX989 binned 12.5 MP frame, tuning=neutral."""
+    result = isp.run(["tuning=neutral"])
+    assert result.metrics["image"]["width"] == 4096 and result.metrics["image"]["height"] == 3072
+    de = result.metrics["colorchecker"]["delta_e2000"]
+    print(f"IMX989 binned 4096x3072, tuning=neutral: mean CIEDE2000 {de['mean']:.3f}, max {de['max']:.3f}")
+    assert de["mean"] <= 2.0
+
+
+def _greys_and_chroma(result):
+    patches = result.metrics["colorchecker"]["delta_e2000"]["patches"]
+    grey_l = np.mean([p["lab"][0] for p in patches[18:]])
+    chroma = np.mean([np.hypot(*p["lab"][1:]) for p in patches[:18]])
+    return grey_l, chroma
+
+
+def test_the_looks_do_what_they_say():
+    neutral = isp.run(["tuning=neutral", SMALL])
+    authentic = isp.run(["tuning=leica_authentic", SMALL])
+    vibrant = isp.run(["tuning=leica_vibrant", SMALL])
+    (l_n, c_n), (l_a, c_a), (l_v, c_v) = map(_greys_and_chroma, (neutral, authentic, vibrant))
+    assert l_a < l_n < l_v, "Authentic is darker and Vibrant brighter than neutral"
+    assert c_a < c_n < c_v, "Authentic is muted and Vibrant saturated"
+    centre, corner = authentic.rgb()[120, 160].astype(int), authentic.rgb()[2, 2].astype(int)
+    surround_n = neutral.rgb()[2, 2].astype(int)
+    assert corner.mean() < surround_n.mean() - 15 and centre.mean() > corner.mean(), "Authentic vignettes the corners"
+
+
+def test_same_seed_same_output():
+    a = isp.run([SMALL, "seed=5"]).rgb()
+    b = isp.run([SMALL, "seed=5"]).rgb()
+    np.testing.assert_array_equal(a, b)
+
+
+def test_config_errors_surface_before_any_work():
+    with pytest.raises(ConfigError, match=r"tuning.params.color_correction.saturation=9.0 is out of range \[0, 3\]"):
+        Simulation(isp.compose(["tuning.params.color_correction.saturation=9"]))
+    with pytest.raises(ConfigError, match="config.backend='gpu' is not allowed"):
+        Simulation(isp.compose(["backend=gpu"]))
+    with pytest.raises(ConfigError, match="Could not find 'sensor/imx999'"):
+        isp.compose(["sensor=imx999"])
+    with pytest.raises(InputError, match="missing.dng: no such file"):
+        Simulation(isp.compose(["scene=raw_file", "scene.path=missing.dng"]))
