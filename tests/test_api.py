@@ -85,3 +85,17 @@ def test_config_errors_surface_before_any_work():
         isp.compose(["sensor=imx999"])
     with pytest.raises(InputError, match="missing.dng: no such file"):
         Simulation(isp.compose(["scene=raw_file", "scene.path=missing.dng"]))
+
+
+@pytest.mark.data
+def test_an_image_scene_comes_back_through_the_neutral_pipeline(shared_data):
+    """kodim23 through the ideal IMX989 and the neutral ISP: only demosaicing and 10-bit
+    quantisation stand between the scene and the output."""
+    import imageio.v3 as iio
+
+    path = shared_data / "kodak" / "kodim23.png"
+    out = isp.run(["scene=image", f"scene.path={path}", "tuning=neutral"]).rgb().astype(np.float64)
+    truth = iio.imread(path).astype(np.float64)
+    mse = np.mean((out[10:-10, 10:-10] - truth[10:-10, 10:-10]) ** 2)
+    psnr = 10 * np.log10(255.0**2 / mse)
+    assert psnr > 33.0, f"{psnr:.2f} dB"
