@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -36,6 +37,18 @@ def _commit() -> str | None:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
+
+
+def _cpu() -> dict:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"model": model, "cores": os.cpu_count()}
 
 
 def run(backend_name: str, size: tuple[int, int], repeats: int, overrides: list[str]) -> dict:
@@ -62,7 +75,7 @@ def run(backend_name: str, size: tuple[int, int], repeats: int, overrides: list[
         "commit": _commit(),
         "backend": backend.name,
         "device": backend.device_name(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu(),
         "frame": {"height": size[0], "width": size[1], "megapixels": megapixels},
         "pipeline": sim.pipeline_name,
         "tuning": sim.tuning_name,

@@ -51,8 +51,9 @@ def _import_cupy() -> ModuleType:
     return cupy
 
 
+@cache
 def _cupy_unavailable_reason() -> str | None:
-    """``None`` when CuPy imports and a GPU answers, else why not."""
+    """``None`` when CuPy imports and a GPU answers, else why not (probed once per process)."""
     try:
         cupy = _import_cupy()
     except ImportError as exc:
@@ -66,7 +67,6 @@ def _cupy_unavailable_reason() -> str | None:
     return None
 
 
-@cache
 def gpu_available() -> bool:
     """True when CuPy imports and a CUDA GPU answers."""
     return _cupy_unavailable_reason() is None
@@ -114,6 +114,9 @@ class Backend:
 
         Each noise source draws from its own stream, so switching one off leaves the draws of
         the others unchanged. The same seed and stream give the same numbers on the same backend.
+        CuPy's generator offers fewer distributions than NumPy's: draw with ``random``,
+        ``standard_normal``, ``poisson`` (and pass ``dtype=float32`` where it is accepted) so that
+        one call works on both backends.
         """
         seq = np.random.SeedSequence(int(seed), spawn_key=(zlib.crc32(stream.encode()),))
         if self.is_gpu:
@@ -176,10 +179,9 @@ def get_backend(name: str = "auto") -> Backend:
             chosen = name
         if chosen not in _BACKENDS:
             _BACKENDS[chosen] = _make_backend(chosen)
-        backend = _BACKENDS[chosen]
-    if backend.is_gpu:
-        log.info("backend: cupy on %s", backend.device_name())
-    return backend
+            if _BACKENDS[chosen].is_gpu:
+                log.info("backend: cupy on %s", _BACKENDS[chosen].device_name())
+        return _BACKENDS[chosen]
 
 
 def _make_backend(name: str) -> Backend:

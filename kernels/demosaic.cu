@@ -18,7 +18,7 @@ __device__ __forceinline__ float apply_filter(const float* __restrict__ mosaic, 
     float acc = 0.0f;
 #pragma unroll
     for (int dy = 0; dy < 5; ++dy) {
-        const int row = mirror_index(y + dy - 2, height) * width;
+        const long long row = (long long)mirror_index(y + dy - 2, height) * width;
 #pragma unroll
         for (int dx = 0; dx < 5; ++dx) {
             const float w = filter[dy * 5 + dx];
@@ -46,7 +46,8 @@ extern "C" __global__ void bayer_demosaic_5x5(const float* __restrict__ mosaic, 
 
     const bool in_red_row = (y & 1) == red_row;
     const bool in_red_col = (x & 1) == red_col;
-    const float centre = mosaic[y * width + x];
+    const long long index = (long long)y * width + x;  // frames beyond 2^31 pixels fit on a GPU
+    const float centre = mosaic[index];
     float r, g, b;
     if (in_red_row && in_red_col) {            // R site
         r = centre;
@@ -65,7 +66,7 @@ extern "C" __global__ void bayer_demosaic_5x5(const float* __restrict__ mosaic, 
         b = apply_filter(mosaic, height, width, y, x, same_row);
         r = apply_filter(mosaic, height, width, y, x, same_col);
     }
-    float* pixel = out + 3 * (y * width + x);
+    float* pixel = out + 3 * index;
     pixel[0] = r;
     pixel[1] = g;
     pixel[2] = b;

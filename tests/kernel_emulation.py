@@ -81,11 +81,12 @@ def _library(source: str) -> tuple[ctypes.CDLL, dict[str, list[str]]]:
     build.mkdir(exist_ok=True)
     library = build / f"{source}-{digest}.so"
     if not library.exists():
-        src = build / f"{source}-{digest}.cpp"
-        src.write_text(program)
-        partial = library.with_suffix(".partial")
-        subprocess.run([compiler, "-std=c++17", "-O1", "-shared", "-fPIC", "-o", str(partial), str(src)], check=True, capture_output=True, text=True)
-        partial.replace(library)
+        with tempfile.TemporaryDirectory(dir=build) as scratch:  # private names: parallel runs may race
+            src = Path(scratch) / f"{source}.cpp"
+            src.write_text(program)
+            partial = Path(scratch) / f"{source}.so"
+            subprocess.run([compiler, "-std=c++17", "-O1", "-shared", "-fPIC", "-o", str(partial), str(src)], check=True, capture_output=True, text=True)
+            partial.replace(library)
     return ctypes.CDLL(str(library)), kernels
 
 

@@ -76,6 +76,18 @@ def test_same_seed_same_output():
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("tuning", ["neutral", "leica_authentic"])
+def test_cupy_run_matches_numpy(tuning):
+    """The whole run on the GPU, capture to encoded image, against the NumPy reference."""
+    on_gpu = isp.run([SMALL, f"tuning={tuning}", "backend=cupy"])
+    on_cpu = isp.run([SMALL, f"tuning={tuning}", "backend=numpy"])
+    assert on_gpu.metrics["backend"] == "cupy"
+    assert np.abs(on_gpu.rgb().astype(int) - on_cpu.rgb()).max() <= 1
+    de_gpu, de_cpu = (r.metrics["colorchecker"]["delta_e2000"]["mean"] for r in (on_gpu, on_cpu))
+    assert de_gpu == pytest.approx(de_cpu, abs=0.02)
+
+
 def test_config_errors_surface_before_any_work():
     with pytest.raises(ConfigError, match=r"tuning.params.color_correction.saturation=9.0 is out of range \[0, 3\]"):
         Simulation(isp.compose(["tuning.params.color_correction.saturation=9"]))

@@ -8,7 +8,7 @@ import pytest
 from isp.backend import to_host
 from isp.cfa import BAYER_PHASES, CFALayout
 from isp.errors import ConfigError
-from isp.stages.demosaic import BILINEAR, MALVAR2004, _demosaic_cuda, _demosaic_xp, demosaic
+from isp.stages.demosaic import BILINEAR, MALVAR2004, _demosaic_cuda, _demosaic_xp, demosaic, kernel_launch
 
 from .kernel_emulation import emulate_kernel
 
@@ -89,7 +89,7 @@ def test_flat_and_linear_fields_are_reproduced(method):
     np.testing.assert_allclose(out[3:-3, 3:-3], np.repeat(ramp[3:-3, 3:-3, None], 3, axis=2), atol=1e-5)
 
 
-def test_sampled_channel_is_kept_and_mirror_border_keeps_phase(rng):
+def test_sampled_channel_is_kept(rng):
     cfa = CFALayout.from_name("RGGB")
     truth = rng.uniform(0, 1, size=(12, 14, 3)).astype(np.float32)
     mosaic = cfa.sample(truth)
@@ -97,8 +97,18 @@ def test_sampled_channel_is_kept_and_mirror_border_keeps_phase(rng):
     masks = cfa.masks(mosaic.shape)
     for c in range(3):
         np.testing.assert_array_equal(out[..., c][masks[c]], truth[..., c][masks[c]])
-    flat = np.full((6, 6), 0.5, np.float32)
-    np.testing.assert_allclose(demosaic(flat, cfa, "malvar2004"), 0.5, rtol=1e-6)
+
+
+@pytest.mark.parametrize("phase", BAYER_PHASES)
+def test_border_is_the_mirrored_mosaic(phase, rng):
+    """At the border the result equals the interior result of the mosaic mirrored without
+    repeating the edge (d c b | a b c d), which keeps the CFA phase (colour-demosaicing as the
+    reference on the explicitly padded mosaic)."""
+    colour_demosaicing = pytest.importorskip("colour_demosaicing")
+    mosaic = rng.uniform(0, 1, size=(14, 18))
+    padded = np.pad(mosaic, 4, mode="reflect")  # 4 keeps the phase of the padded mosaic
+    reference = colour_demosaicing.demosaicing_CFA_Bayer_Malvar2004(padded, phase)[4:-4, 4:-4]
+    np.testing.assert_allclose(demosaic(mosaic.astype(np.float32), CFALayout.from_name(phase), "malvar2004"), reference, atol=2e-6)
 
 
 def test_unknown_method_is_a_config_error():
@@ -109,18 +119,14 @@ def test_unknown_method_is_a_config_error():
 @pytest.mark.parametrize("filters", [BILINEAR, MALVAR2004], ids=["bilinear", "malvar2004"])
 @pytest.mark.parametrize("phase", BAYER_PHASES)
 def test_cuda_kernel_logic_on_the_cpu(filters, phase, rng):
-    """kernels/demosaic.cu compiled as C++ and run thread by thread equals the NumPy reference."""
+    """kernels/demosaic.cu compiled as C++ and run thread by thread, launched exactly as the
+    CuPy path launches it, equals the NumPy reference (a partial block in both directions)."""
     cfa = CFALayout.from_name(phase)
-    mosaic = rng.uniform(0, 1, size=(18, 22)).astype(np.float32)
-    (ry, rx), = cfa.colour_sites(0)
-    out = np.zeros((18, 22, 3), np.float32)
-    emulate_kernel(
-        "demosaic",
-        "bayer_demosaic_5x5",
-        grid=(2, 3),
-        block=(16, 8),
-        args=[mosaic, out, np.int32(18), np.int32(22), np.int32(ry), np.int32(rx), filters.stacked()],
-    )
+    h, w = 18, 38
+    mosaic = rng.uniform(0, 1, size=(h, w)).astype(np.float32)
+    out = np.zeros((h, w, 3), np.float32)
+    grid, block, scalars = kernel_launch((h, w), cfa)
+    emulate_kernel("demosaic", "bayer_demosaic_5x5", grid, block, [mosaic, out, *scalars, filters.stacked()])
     np.testing.assert_allclose(out, _demosaic_xp(mosaic, cfa, filters), rtol=1e-5, atol=1e-6)
 
 
@@ -129,7 +135,7 @@ def test_cuda_kernel_logic_on_the_cpu(filters, phase, rng):
 @pytest.mark.parametrize("phase", BAYER_PHASES)
 def test_cuda_kernel_matches_numpy(filters, phase, rng, cupy_backend):
     cfa = CFALayout.from_name(phase)
-    mosaic = rng.uniform(0, 1, size=(96, 130)).astype(np.float32)
+    mosaic = rng.uniform(0, 1, size=(98, 130)).astype(np.float32)  # partial blocks in x and y
     expected = _demosaic_xp(mosaic, cfa, filters)
     got = to_host(_demosaic_cuda(cupy_backend.asarray(mosaic), cfa, filters))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

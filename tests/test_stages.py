@@ -161,6 +161,18 @@ def test_region_white_balance_neutralises_the_region(rng):
     assert np.ptp(patch) == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.parametrize(("cfa", "box"), [("RGGB", (9, 7, 21, 19)), ("quad_RGGB", (3, 3, 19, 19))])
+def test_region_white_balance_reads_only_inside_an_unaligned_region(cfa, box, rng):
+    frame = linear_frame(rng, shape=(32, 32), cfa=cfa)
+    card = np.array([0.3, 0.6, 0.45], dtype=np.float32)
+    colour = frame.cfa.colour_map(frame.shape)
+    mosaic = np.full(frame.shape, 0.9, np.float32)
+    top, left, bottom, right = box
+    mosaic[top:bottom, left:right] = card[colour[top:bottom, left:right]]
+    out = run("white_balance", frame.replace(mosaic=mosaic), mode="region", region=list(box))
+    np.testing.assert_allclose(out.wb_gains, card.max() / card, rtol=1e-6)
+
+
 def test_region_outside_frame_is_an_error(rng):
     with pytest.raises(StageError, match=r"white_balance.region=\[0, 0, 99, 10\]"):
         run("white_balance", linear_frame(rng, shape=(32, 32)), mode="region", region=[0, 0, 99, 10])
@@ -215,6 +227,14 @@ def test_dual_illuminant_interpolation_follows_the_neutral():
     # the blended matrix maps the neutral back to a white of that CCT (fixed point reached)
     xy = colorimetry.XYZ_to_xy(np.linalg.solve(chosen.xyz_to_camera, neutral))
     assert colorimetry.xy_to_cct(xy) == pytest.approx(cct, rel=1e-4)
+
+
+def test_two_calibrations_at_one_temperature_need_no_interpolation():
+    cm = np.array([[0.7, -0.1, -0.1], [-0.4, 1.2, 0.2], [-0.1, 0.2, 0.6]])
+    cals = (ColorMatrix(cm * 1.01, "Daylight", 5500.0), ColorMatrix(cm, "Flash", 5500.0))
+    neutral = cm @ colorimetry.xy_to_XYZ(colorimetry.D65_XY)
+    chosen, cct = interpolate_calibration(cals, neutral / neutral.max())
+    assert np.all(np.isfinite(chosen.xyz_to_camera)) and cct == pytest.approx(6504, rel=0.01)
 
 
 def test_camera_matrix_matches_libraw_for_a_single_d65_matrix():

@@ -59,21 +59,25 @@ def interpolate_calibration(calibrations: tuple[ColorMatrix, ...], neutral: np.n
         chosen = usable[-1] if usable else calibrations[0]
         return chosen, _white_cct(chosen.xyz_to_camera, neutral)
     low, high = sorted(usable[:2], key=lambda c: c.cct_k)
+    if low.cct_k == high.cct_k:  # two calibrations for one temperature: nothing to interpolate
+        return high, _white_cct(high.xyz_to_camera, neutral)
 
     def blend(weight: float, a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
         return None if a is None or b is None else weight * a + (1.0 - weight) * b
 
-    weight, cct = 0.5, None
+    weight = 0.5
     for _ in range(30):
-        matrix = blend(weight, low.xyz_to_camera, high.xyz_to_camera)
-        cct = _white_cct(matrix, neutral)
+        cct = _white_cct(blend(weight, low.xyz_to_camera, high.xyz_to_camera), neutral)
         inv_t = np.clip(1.0 / cct, 1.0 / high.cct_k, 1.0 / low.cct_k)
         new_weight = (inv_t - 1.0 / high.cct_k) / (1.0 / low.cct_k - 1.0 / high.cct_k)
-        if abs(new_weight - weight) < 1e-7:
-            break
+        converged = abs(new_weight - weight) < 1e-7
         weight = new_weight
+        if converged:
+            break
+    matrix = blend(weight, low.xyz_to_camera, high.xyz_to_camera)
+    cct = _white_cct(matrix, neutral)
     blended = ColorMatrix(
-        blend(weight, low.xyz_to_camera, high.xyz_to_camera),
+        matrix,
         illuminant=f"{low.illuminant}/{high.illuminant} blend",
         cct_k=cct,
         forward_matrix=blend(weight, low.forward_matrix, high.forward_matrix),
@@ -125,5 +129,6 @@ def color_correction(image: Image, params: ColorCorrectionParams, ctx: StageCont
     base = np.asarray(params.matrix, dtype=np.float64) if params.matrix is not None else camera_to_srgb(image.info, neutral)
     matrix = saturation_matrix(params.saturation) @ base @ to_balanced
     xp = ctx.backend.xp
-    srgb = xp.matmul(image.data, xp.asarray(matrix.T, dtype=xp.float32))
+    pixels = xp.ascontiguousarray(image.data).reshape(-1, 3)  # one (N, 3) x (3, 3) product, not H small ones
+    srgb = (pixels @ xp.asarray(matrix.T, dtype=xp.float32)).reshape(image.shape)
     return image.replace(data=srgb, space="srgb")

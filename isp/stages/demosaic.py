@@ -141,6 +141,18 @@ def _demosaic_xp(mosaic: Any, cfa: CFALayout, filters: BayerFilters) -> Any:
 _BLOCK = (32, 8)
 
 
+def kernel_launch(shape: tuple[int, int], cfa: CFALayout) -> tuple[tuple[int, int], tuple[int, int], tuple[np.int32, ...]]:
+    """Grid, block and scalar arguments ``(height, width, red_row, red_col)`` of the kernel.
+
+    The kernel's arguments are ``(mosaic, out, *scalars, filters)``; the CPU emulation test
+    launches it with this same configuration.
+    """
+    h, w = shape
+    ry, rx = _red_site(cfa)
+    grid = ((w + _BLOCK[0] - 1) // _BLOCK[0], (h + _BLOCK[1] - 1) // _BLOCK[1])  # x: columns, y: rows
+    return grid, _BLOCK, (np.int32(h), np.int32(w), np.int32(ry), np.int32(rx))
+
+
 def _demosaic_cuda(mosaic: Any, cfa: CFALayout, filters: BayerFilters) -> Any:
     """CuPy path: one thread per pixel in ``kernels/demosaic.cu``, the two missing channels at once."""
     backend = get_backend("cupy")
@@ -148,13 +160,11 @@ def _demosaic_cuda(mosaic: Any, cfa: CFALayout, filters: BayerFilters) -> Any:
     h, w = mosaic.shape
     if h < 3 or w < 3:
         return _demosaic_xp(mosaic, cfa, filters)  # the kernel's mirror needs two pixels each side
-    ry, rx = _red_site(cfa)
+    grid, block, scalars = kernel_launch((h, w), cfa)
     src = xp.ascontiguousarray(mosaic, dtype=xp.float32)
     out = xp.empty((h, w, 3), dtype=xp.float32)
-    weights = xp.asarray(filters.stacked())
-    grid = ((w + _BLOCK[0] - 1) // _BLOCK[0], (h + _BLOCK[1] - 1) // _BLOCK[1])
     kernel = backend.kernel("demosaic", "bayer_demosaic_5x5")
-    kernel(grid, _BLOCK, (src, out, np.int32(h), np.int32(w), np.int32(ry), np.int32(rx), weights))
+    kernel(grid, block, (src, out, *scalars, xp.asarray(filters.stacked())))
     return out
 
 

@@ -60,9 +60,12 @@ def region_neutral(frame: RawFrame, region: list[int] | None) -> np.ndarray:
     th, tw = frame.cfa.tile_shape
     if not (0 <= top < bottom <= h and 0 <= left < right <= w) or bottom - top < th or right - left < tw:
         raise StageError(f"white_balance.region={list(region)} is not a rectangle of at least one CFA tile inside the {h}x{w} frame")
-    # align to whole tiles so that every colour is sampled in its own proportion
-    top, left = top - top % th, left - left % tw
-    bottom, right = bottom - (bottom - top) % th, right - (right - left) % tw
+    # shrink to whole tiles inside the rectangle, so that every colour is sampled in its own
+    # proportion and nothing outside the card is
+    top, left = top + (-top) % th, left + (-left) % tw
+    bottom, right = top + (bottom - top) // th * th, left + (right - left) // tw * tw
+    if bottom <= top or right <= left:
+        raise StageError(f"white_balance.region={list(region)} holds no whole CFA tile ({th}x{tw})")
     crop = frame.mosaic[top:bottom, left:right]
     colour = frame.cfa.colour_map(crop.shape, array_module(crop))
     means = [float(crop[colour == c].mean()) for c in range(3)]
