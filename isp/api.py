@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from isp import __version__
 from isp.backend import BACKENDS, Backend, get_backend, to_host
 from isp.config import build, compose, param, to_container
-from isp.errors import ConfigError, InputError
+from isp.errors import ConfigError, InputError, StageError
 from isp.frame import Image, RawFrame
 from isp.io.raw import read_raw
 from isp.metrics import colorchecker_delta_e
@@ -82,7 +82,7 @@ class SimulationResult:
     def rgb(self) -> np.ndarray:
         """The output image on the host, turned to its display orientation."""
         if not isinstance(self.image, Image):
-            raise ConfigError("the pipeline stopped before the demosaic: the output is a raw frame, not an image")
+            raise StageError("the pipeline stopped before the demosaic: the output is a raw frame, not an image")
         return to_host(self.image.oriented())
 
 

@@ -124,8 +124,8 @@ class Pipeline:
             expected = RawFrame if stage.spec.consumes == "raw" else Image
             if not isinstance(result.output, expected):
                 raise StageError(
-                    f"stage '{stage.name}' takes a {expected.__name__}, got a {type(result.output).__name__}: "
-                    "check the order of pipeline.stages"
+                    f"stage '{stage.name}' takes {_kind(expected)}, got {_kind(type(result.output))}: "
+                    "check pipeline.stages and pipeline.start"
                 )
             if time_stages:
                 ctx.backend.synchronize()
@@ -153,6 +153,10 @@ class Pipeline:
             return self.names.index(name)
         except ValueError:
             raise ConfigError(f"pipeline.{what}: {name!r} is not a stage of this pipeline ({', '.join(self.names)})") from None
+
+
+def _kind(cls: type) -> str:
+    return {"RawFrame": "a raw frame", "Image": "an image"}.get(cls.__name__, f"a {cls.__name__}")
 
 
 def _mapping(cfg: Any, where: str) -> dict[str, Any]:

@@ -114,7 +114,7 @@ def test_run_errors_name_the_stage():
         pipeline.run(raw, CTX, start="sharpen")
     with pytest.raises(ConfigError, match="start stage 'oetf' comes after stop stage 'demosaic'"):
         pipeline.run(raw, CTX, start="oetf", stop="demosaic")
-    with pytest.raises(StageError, match="stage 'color_correction' takes a Image, got a RawFrame"):
+    with pytest.raises(StageError, match="stage 'color_correction' takes an image, got a raw frame"):
         pipeline.run(raw, CTX, start="color_correction")
     with pytest.raises(StageError, match="stage 'white_balance' needs a raw frame in the 'linear' domain, got 'dn'"):
         pipeline.run(raw, CTX, start="white_balance")
