@@ -98,9 +98,9 @@ def write_outputs(run_dir: Path, result: SimulationResult, sim: Simulation) -> l
         kind = "raw frame" if not isinstance(output, Image) else f"{output.space} image"
         log.warning("the pipeline ends with a %s, not an sRGB image: writing output.npy instead of image.png", kind)
         written.append(write_npy(target("output.npy"), _host_data(output)))
-    for name in sim.saved_taps:
-        if name in result.taps:
-            written.append(write_npy(target(f"taps/{name}.npy"), _host_data(result.taps[name])))
+    written.extend(
+        write_npy(target(f"taps/{name}.npy"), _host_data(result.taps[name])) for name in sim.saved_taps if name in result.taps
+    )
     written.append(write_json(target("metrics.json"), result.metrics))
     return written
 
