@@ -130,7 +130,7 @@ class Simulation:
             raw = host.replace(mosaic=backend.asarray(host.mosaic))
         else:
             scene = render_scene(self.scene_params, self.sensor.readout, self.sensor.cfa.tile_shape, backend)
-            raw = capture(scene.linear_rgb, self.sensor, backend, seed=self.settings.seed)
+            raw = capture(scene.linear_rgb, self.sensor, backend, seed=self.settings.seed, luminance_cd_m2=scene.luminance_cd_m2)
         backend.synchronize()
         capture_ms = (time.perf_counter() - t_start) * 1e3
         result = self.pipeline.run(raw, ctx, taps=self.taps, start=self.start, stop=self.stop)

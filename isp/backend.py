@@ -123,6 +123,10 @@ class Backend:
             return self.xp.random.default_rng(int(seq.generate_state(1, dtype=np.uint64)[0]))
         return np.random.Generator(np.random.PCG64(seq))
 
+    def device_id(self) -> int | None:
+        """The current CUDA device's ordinal (``None`` on the CPU)."""
+        return int(self.xp.cuda.Device().id) if self.is_gpu else None
+
     def device_name(self) -> str:
         if not self.is_gpu:
             return "cpu"
@@ -139,7 +143,7 @@ class Backend:
             raise BackendError(f"kernel '{source}.{function}': CUDA kernels need backend=cupy")
         text = _read_kernel_source(source)
         digest = hashlib.sha1(text.encode()).hexdigest()
-        key = (self.xp.cuda.Device().id, source, digest)
+        key = (self.device_id(), source, digest)
         with self._lock:
             module = self._kernels.get(key)
             if module is None:

@@ -86,7 +86,7 @@ def test_bad_inputs_fail_in_one_line(tmp_path):
     corrupt = tmp_path / "corrupt.dng"
     corrupt.write_bytes(b"II*\x00" + bytes(range(256)) * 8)
     cases = {
-        "unknown sensor": (["sensor=imx999"], "Could not find 'sensor/imx999'; Available options in 'sensor': generic_bayer, imx989"),
+        "unknown sensor": (["sensor=imx999"], "Could not find 'sensor/imx999'; Available options in 'sensor': generic_bayer, imx707, imx766, imx800, imx989"),
         "unknown tuning": (["tuning=vivid"], "Could not find 'tuning/vivid'"),
         "unknown key": (["sensor.isoo=3200"], "Could not override 'sensor.isoo'"),
         "bad override syntax": (["sensor.iso=[1,2"], "no viable alternative at input '[1,2'"),

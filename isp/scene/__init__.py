@@ -16,9 +16,10 @@ from isp.config import build, param, to_container
 from isp.errors import ConfigError
 from isp.scene.base import Patch, Scene
 from isp.scene.colorchecker import ColorCheckerParams, render_colorchecker
+from isp.scene.uniform import FlatFieldParams, GreyRampParams, render_flat_field, render_grey_ramp
 from isp.scene.image import ImageSceneParams, fit_to, load_image_scene
 
-__all__ = ["Patch", "Scene", "SCENE_KINDS", "RawFileParams", "build_scene_params", "render_scene"]
+__all__ = ["Patch", "Scene", "FlatFieldParams", "GreyRampParams", "SCENE_KINDS", "RawFileParams", "build_scene_params", "render_scene"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,7 +29,13 @@ class RawFileParams:
 
 
 #: Scene kinds and their parameter dataclasses.
-SCENE_KINDS: dict[str, type] = {"colorchecker": ColorCheckerParams, "image": ImageSceneParams, "raw_file": RawFileParams}
+SCENE_KINDS: dict[str, type] = {
+    "colorchecker": ColorCheckerParams,
+    "flat_field": FlatFieldParams,
+    "grey_ramp": GreyRampParams,
+    "image": ImageSceneParams,
+    "raw_file": RawFileParams,
+}
 
 
 def build_scene_params(cfg: Any) -> Any:
@@ -48,13 +55,17 @@ def render_scene(params: Any, readout: tuple[int, int], tile: tuple[int, int], b
     if isinstance(params, ColorCheckerParams):
         shape = _window(tuple(params.size) if params.size else readout, readout, tile, "scene.size")
         return render_colorchecker(params, shape, backend)
+    if isinstance(params, (FlatFieldParams, GreyRampParams)):
+        shape = _window(tuple(params.size) if params.size else readout, readout, tile, "scene.size")
+        render = render_flat_field if isinstance(params, FlatFieldParams) else render_grey_ramp
+        return render(params, shape, backend)
     if isinstance(params, ImageSceneParams):
         scene = load_image_scene(params)
         if params.fit == "sensor":
             return fit_to(scene, readout, backend)
         h, w = _window(scene.shape, readout, tile, f"scene image {params.path}", hint="; use scene.fit=sensor to scale it")
         data = np.ascontiguousarray(scene.linear_rgb[:h, :w])
-        return Scene(backend.asarray(data), scene.name, scene.source)
+        return Scene(backend.asarray(data), scene.name, scene.source, luminance_cd_m2=scene.luminance_cd_m2)
     raise ConfigError(f"scene.kind={getattr(params, 'kind', None)!r} is not rendered; raw files are read, not simulated")
 
 

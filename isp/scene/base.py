@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Patch", "Scene"]
+__all__ = ["Patch", "Scene", "LUMINANCE_DOC"]
+
+LUMINANCE_DOC = "luminance of the scene's white (1.0): sets the light the sensor collects"
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,15 @@ class Scene:
         What it was made from (a chart reference name, an image path).
     patches
         Regions of known colour, for the colour metrics.
+    luminance_cd_m2
+        Luminance of the scene's 1.0 (cd/m²): what the optics and sensor turn into photons.
     """
 
     linear_rgb: Any
     name: str
     source: str
     patches: tuple[Patch, ...] = ()
+    luminance_cd_m2: float = 1000.0
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -17,7 +17,7 @@ from isp import colorimetry
 from isp.backend import Backend
 from isp.config import param
 from isp.errors import ConfigError
-from isp.scene.base import Patch, Scene
+from isp.scene.base import LUMINANCE_DOC, Patch, Scene
 
 __all__ = ["ColorCheckerParams", "render_colorchecker", "COLUMNS", "ROWS"]
 
@@ -35,6 +35,7 @@ class ColorCheckerParams:
     size: list[int] | None = param(
         None, shape=(2,), range=(2, 1_000_000), doc="[height, width] of a centred sensor window to render; null for the full read-out"
     )
+    luminance_cd_m2: float = param(1000.0, range=(1e-6, 1e9), unit="cd/m²", doc=LUMINANCE_DOC)
 
 
 def render_colorchecker(params: ColorCheckerParams, shape: tuple[int, int], backend: Backend) -> Scene:
@@ -60,4 +61,4 @@ def render_colorchecker(params: ColorCheckerParams, shape: tuple[int, int], back
         box = (top, left, top + int(round(side)), left + int(round(side)))
         image[box[0] : box[2], box[1] : box[3]] = colour
         patches.append(Patch(name, box, xyz[i]))
-    return Scene(backend.asarray(image), "colorchecker", params.reference, tuple(patches))
+    return Scene(backend.asarray(image), "colorchecker", params.reference, tuple(patches), params.luminance_cd_m2)

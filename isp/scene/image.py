@@ -14,7 +14,7 @@ import numpy as np
 from isp.backend import Backend
 from isp.config import param
 from isp.io.images import read_image
-from isp.scene.base import Scene
+from isp.scene.base import LUMINANCE_DOC, Scene
 from isp.stages.oetf import srgb_eotf
 
 __all__ = ["ImageSceneParams", "load_image_scene"]
@@ -26,13 +26,14 @@ class ImageSceneParams:
     path: str = param(doc="path of an 8- or 16-bit RGB image file (PNG, TIFF, JPEG), sRGB-encoded")
     fit: str = param("native", choices=("native", "sensor"), doc="native: the image's own size; sensor: scaled to cover the read-out")
     white: float = param(1.0, range=(1e-3, 1e3), doc="scene-linear value that encoded white (1.0) stands for")
+    luminance_cd_m2: float = param(1000.0, range=(1e-6, 1e9), unit="cd/m²", doc=LUMINANCE_DOC)
 
 
 def load_image_scene(params: ImageSceneParams) -> Scene:
     """Read and linearise the image on the host; the caller fits it to the sensor."""
     encoded = read_image(params.path)
     linear = srgb_eotf(encoded.astype(np.float32)) * np.float32(params.white)
-    return Scene(linear, "image", params.path)
+    return Scene(linear, "image", params.path, luminance_cd_m2=params.luminance_cd_m2)
 
 
 def fit_to(scene: Scene, shape: tuple[int, int], backend: Backend) -> Scene:
@@ -45,4 +46,4 @@ def fit_to(scene: Scene, shape: tuple[int, int], backend: Backend) -> Scene:
     scaled = resize(scene.linear_rgb, (max(h, round(sh * factor)), max(w, round(sw * factor))), order=1, anti_aliasing=factor < 1, preserve_range=True)
     top, left = (scaled.shape[0] - h) // 2, (scaled.shape[1] - w) // 2
     cropped = np.ascontiguousarray(scaled[top : top + h, left : left + w], dtype=np.float32)
-    return Scene(backend.asarray(cropped), scene.name, scene.source)
+    return Scene(backend.asarray(cropped), scene.name, scene.source, luminance_cd_m2=scene.luminance_cd_m2)

@@ -1,5 +1,46 @@
-"""Sensor models: scene radiance to a raw mosaic (:func:`capture`)."""
+"""Sensor models: scene radiance to a raw mosaic, photons to electrons to DN (:func:`capture`)."""
 
-from isp.sensor.model import LensConfig, SensorConfig, SensorMode, build_sensor, capture
+from isp.sensor.capture import (
+    FixedPatterns,
+    capture,
+    digitise,
+    fixed_patterns,
+    ideal_capture,
+    mean_electrons,
+    mismatch_tile,
+    window_origin,
+)
+from isp.sensor.model import (
+    DEFAULT_LUMINANCE_CD_M2,
+    NOISE_SOURCES,
+    DCGConfig,
+    Exposure,
+    LensConfig,
+    NoiseSwitches,
+    SensorConfig,
+    SensorMode,
+    build_sensor,
+)
+from isp.sensor.qe import QECurve, QEConfig
 
-__all__ = ["SensorConfig", "SensorMode", "LensConfig", "build_sensor", "capture"]
+__all__ = [
+    "SensorConfig",
+    "SensorMode",
+    "LensConfig",
+    "NoiseSwitches",
+    "DCGConfig",
+    "QEConfig",
+    "QECurve",
+    "Exposure",
+    "FixedPatterns",
+    "NOISE_SOURCES",
+    "DEFAULT_LUMINANCE_CD_M2",
+    "build_sensor",
+    "capture",
+    "ideal_capture",
+    "mean_electrons",
+    "fixed_patterns",
+    "window_origin",
+    "mismatch_tile",
+    "digitise",
+]
