@@ -21,17 +21,18 @@ from omegaconf import DictConfig
 
 from isp import __version__
 from isp.backend import BACKENDS, Backend, get_backend, to_host
+from isp.characterize import EmvaMeasurement, EmvaSettings, simulate_emva
 from isp.config import build, compose, param, to_container
 from isp.errors import ConfigError, InputError, StageError
 from isp.frame import Image, RawFrame
 from isp.io.raw import read_raw
-from isp.metrics import colorchecker_delta_e
+from isp.metrics import colorchecker_delta_e, grey_patch_snr
 from isp.pipeline import Pipeline
 from isp.scene import RawFileParams, Scene, build_scene_params, render_scene
 from isp.sensor import SensorConfig, build_sensor, capture
 from isp.stages import StageContext
 
-__all__ = ["RunSettings", "OutputSettings", "Simulation", "SimulationResult", "compose", "run"]
+__all__ = ["RunSettings", "OutputSettings", "Simulation", "SimulationResult", "compose", "run", "characterize"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ class RunSettings:
     patch_fraction: float = param(0.5, range=(0.05, 1.0), doc="central part of each chart patch the colour metrics measure")
 
 
-_TOP_LEVEL_GROUPS = ("sensor", "tuning", "pipeline", "scene")
+_TOP_LEVEL_GROUPS = ("sensor", "tuning", "pipeline", "scene", "experiment")
+_REQUIRED_GROUPS = ("sensor", "tuning", "pipeline", "scene")
 _TUNING_KEYS = ("name", "description", "params")
 _PIPELINE_KEYS = ("name", "stages", "params", "taps", "start", "stop")
 
@@ -99,7 +101,7 @@ class Simulation:
 
     def __init__(self, cfg: DictConfig, extra_taps: Sequence[str] = ()):
         values = to_container(cfg)
-        missing = [g for g in _TOP_LEVEL_GROUPS if g not in values]
+        missing = [g for g in _REQUIRED_GROUPS if g not in values]
         if missing:
             raise ConfigError(f"config: group {missing[0]!r} is missing")
         self.settings = build(RunSettings, {k: v for k, v in values.items() if k not in _TOP_LEVEL_GROUPS}, "config")
@@ -159,7 +161,17 @@ class Simulation:
             "read_time_ms": capture_ms if self.from_file else None,
             "stage_times_ms": times,
         }
-        if scene is not None and scene.patches and isinstance(output, Image) and output.space == "srgb":
+        if self.sensor is not None:
+            metrics["exposure"] = {
+                "exposure_time_s": raw.info.exposure_time_s,
+                "luminance_cd_m2": scene.luminance_cd_m2,
+                "system_gain_dn_per_e": self.sensor.system_gain_dn_e,
+                "noise_sources": list(self.sensor.noise.on()),
+            }
+        is_srgb = isinstance(output, Image) and output.space == "srgb"
+        if scene is not None and scene.patches:
+            metrics["snr"] = grey_patch_snr(output if is_srgb else None, raw, scene.patches, self.settings.patch_fraction)
+        if scene is not None and scene.name == "colorchecker" and is_srgb:
             metrics["colorchecker"] = {
                 "delta_e2000": colorchecker_delta_e(output, scene.patches, self.settings.patch_fraction),
                 "reference": scene.source,
@@ -179,6 +191,24 @@ def run(cfg: DictConfig | Sequence[str] | None = None) -> SimulationResult:
     if cfg is None or not isinstance(cfg, DictConfig):
         cfg = compose(list(cfg or ()))
     return Simulation(cfg).run()
+
+
+def characterize(cfg: DictConfig | Sequence[str] | None = None) -> EmvaMeasurement:
+    """Simulate the EMVA 1288 measurement of the config's sensor (``experiment=emva``).
+
+    Parameters
+    ----------
+    cfg
+        A config from :func:`compose` or a list of overrides; ``experiment`` defaults to
+        ``emva``'s settings when the config has none.
+    """
+    if cfg is None or not isinstance(cfg, DictConfig):
+        cfg = compose(list(cfg or ()))
+    values = to_container(cfg)
+    settings = build(RunSettings, {k: v for k, v in values.items() if k not in _TOP_LEVEL_GROUPS}, "config")
+    experiment = build(EmvaSettings, values.get("experiment"), "experiment")
+    sensor = build_sensor(values["sensor"])
+    return simulate_emva(sensor, get_backend(settings.backend), experiment, seed=settings.seed)
 
 
 def _only_keys(node: Any, allowed: Sequence[str], where: str) -> dict[str, Any]:

@@ -23,12 +23,13 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from isp.api import Simulation, SimulationResult
+from isp.api import Simulation, SimulationResult, characterize
 from isp.backend import to_host
 from isp.config import HYDRA_VERSION_BASE
 from isp.errors import InputError, IspError
 from isp.frame import Image, orient
 from isp.io import write_json, write_npy, write_png8, write_tiff16
+from isp.metrics import emva
 from isp.paths import config_dir
 from isp.stages.oetf import srgb_oetf
 from isp.stages.quantize import quantize
@@ -42,6 +43,9 @@ EXIT_ERROR = 2
 
 def _task(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if cfg.get("experiment") is not None:
+        _experiment(cfg, run_dir)
+        return
     try:
         sim = Simulation(cfg, extra_taps=_tiff_taps(cfg))
         result = sim.run()
@@ -61,6 +65,38 @@ def _task(cfg: DictConfig) -> None:
         summary += f", CIEDE2000 mean {de['mean']:.2f} max {de['max']:.2f}"
     log.info("wrote %s (%s)", ", ".join(p.name for p in paths), summary)
     log.info("run directory: %s", run_dir)
+
+
+def _experiment(cfg: DictConfig, run_dir: Path) -> None:
+    """``experiment=emva``: the simulated EMVA 1288 measurement; ``emva.json`` and plots."""
+    try:
+        measurement = characterize(cfg)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        paths = [p for name, result in measurement.channels.items() for p in emva.plot(result, run_dir / "plots" / name)]
+        paths.append(write_json(run_dir / "emva.json", measurement.to_dict()))
+    except IspError as exc:
+        _fail(run_dir, str(exc))
+    expected = measurement.expected
+    for name, row in measurement.summary().items():
+        log.info(
+            "%s: K %.4g DN/e- (configured %.4g), dark noise %.3g e- (%.3g), full well %.0f e- (%.0f), PRNU %.3g %% (%.3g), "
+            "DSNU %.3g e- (%.3g), dark current %.3g e-/s (%.3g), DR %.1f dB",
+            name,
+            row["system_gain_dn_per_e"],
+            expected["system_gain_dn_per_e"],
+            row["temporal_dark_noise_e"],
+            expected["temporal_dark_noise_e"],
+            row["full_well_e"],
+            expected["saturation_capacity_e"],
+            row["prnu_percent"],
+            expected["prnu_percent"][name],
+            row["dsnu_e"],
+            expected["dsnu_e"],
+            row["dark_current_e_per_s"],
+            expected["dark_current_e_per_s"],
+            row["dynamic_range_db"],
+        )
+    log.info("wrote %d files; run directory: %s", len(paths), run_dir)
 
 
 def _tiff_taps(cfg: DictConfig) -> list[str]:

@@ -116,3 +116,17 @@ def test_an_image_scene_comes_back_through_the_neutral_pipeline(shared_data):
     mse = np.mean((out[10:-10, 10:-10] - truth[10:-10, 10:-10]) ** 2)
     psnr = 10 * np.log10(255.0**2 / mse)
     assert psnr > 33.0, f"{psnr:.2f} dB"
+
+
+def test_iso_3200_is_measurably_noisier_than_iso_100():
+    """Auto-exposure at ISO 3200 collects 32x fewer electrons: the grey patches lose about
+    15 dB of SNR (sqrt(32)), on the raw frame and on the output image."""
+    runs = {iso: isp.run([f"sensor.iso={iso}", "scene.size=[480,640]"]).metrics for iso in (100, 3200)}
+    for key in ("raw_green", "output_luminance"):
+        low, high = ({p["name"]: p["snr_db"] for p in runs[iso]["snr"][key]} for iso in (100, 3200))
+        assert set(low) == set(high) and len(low) >= 5
+        for name in low:
+            assert low[name] - high[name] > 9.0, (key, name, low[name], high[name])
+    # 32x the gain, about 1/32 of the exposure (at ISO 100 the full well, not the ADC, clips 2.5 % earlier)
+    ratio = runs[3200]["exposure"]["exposure_time_s"] / runs[100]["exposure"]["exposure_time_s"]
+    assert ratio == pytest.approx(1 / 32, rel=0.03)

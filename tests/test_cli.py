@@ -116,3 +116,19 @@ def test_default_run_has_no_arguments(tmp_path):
     assert (metrics["image"]["width"], metrics["image"]["height"]) == (4096, 3072)
     assert metrics["sensor"] == "imx989" and metrics["sensor_mode"] == "binned" and metrics["tuning"] == "leica_authentic"
     assert (metrics_path.parent / "image.png").exists()
+
+
+def test_emva_experiment_writes_figures_and_plots(tmp_path):
+    run_dir = tmp_path / "emva"
+    proc = isp_sim(
+        "experiment=emva", "sensor=generic_bayer", "sensor.iso=800", "experiment.size=[64,64]", "experiment.points=16",
+        "experiment.nonuniformity_frames=4", f"hydra.run.dir={run_dir}", cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((run_dir / "emva.json").read_text())
+    assert result["sensor"] == "generic_bayer" and set(result["channels"]) == {"R", "G", "B"}
+    assert result["summary"]["G"]["system_gain_dn_per_e"] == pytest.approx(2.48, rel=0.05)
+    for channel in "RGB":
+        for plot in ("ptc", "snr", "responsivity", "dark_current"):
+            assert (run_dir / "plots" / channel / f"{plot}.png").read_bytes().startswith(b"\x89PNG")
+    assert not (run_dir / "image.png").exists()

@@ -57,3 +57,23 @@ def test_a_colour_cast_is_measured():
     result = colorchecker_delta_e(image, scene.patches)
     greys = [p["delta_e"] for p in result["patches"] if p["name"].startswith(("white", "neutral"))]
     assert min(greys) > 3.0 and result["mean"] > 2.0
+
+
+def test_detrended_snr_removes_a_plane_and_recovers_the_noise():
+    from isp.metrics import detrended_snr
+
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[:200, :200]
+    values = 100.0 + 0.2 * yy - 0.1 * xx + rng.normal(0.0, 2.0, yy.shape)
+    mean, noise = detrended_snr(values, yy, xx)
+    assert mean == pytest.approx(values.mean())
+    assert noise == pytest.approx(2.0, rel=0.02), "the ramp (40 and 20 across the patch) is not noise"
+    assert values.std() > 3 * noise
+
+
+def test_neutral_patches_of_the_colorchecker_are_the_greys():
+    from isp.metrics import neutral_patches
+
+    scene = render_scene(build_scene_params({"kind": "colorchecker"}), (240, 360), (2, 2), get_backend("numpy"))
+    names = [p.name for p in neutral_patches(scene.patches)]
+    assert len(names) >= 5 and all(p in scene.patches[18:] for p in neutral_patches(scene.patches))

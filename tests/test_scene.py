@@ -106,3 +106,23 @@ def test_image_scene_errors(tmp_path):
         render_scene(build_scene_params(compose(["scene=image", f"scene.path={big}"]).scene), (480, 640), (2, 2), NUMPY)
     with pytest.raises(ConfigError, match="scene.path: a value is required"):
         build_scene_params(compose(["scene=image"]).scene)
+
+
+def test_flat_field_is_uniform_at_its_level_and_luminance():
+    params = build_scene_params(compose(["scene=flat_field", "scene.level=0.25", "scene.luminance_cd_m2=200", "scene.size=[30,41]"]).scene)
+    scene = render_scene(params, (480, 640), (2, 2), get_backend("numpy"))
+    assert scene.shape == (30, 40), "trimmed to whole CFA tiles"
+    assert np.all(scene.linear_rgb == np.float32(0.25)) and scene.luminance_cd_m2 == 200
+    (patch,) = scene.patches
+    np.testing.assert_allclose(patch.xyz_d65, 0.25 * colorimetry.xy_to_XYZ(colorimetry.D65_XY), rtol=1e-9)
+
+
+@pytest.mark.parametrize("spacing", ["linear", "log"])
+def test_grey_ramp_steps(spacing):
+    params = build_scene_params(compose(["scene=grey_ramp", f"scene.spacing={spacing}", "scene.steps=8", "scene.low=0.01", "scene.size=[16,64]"]).scene)
+    scene = render_scene(params, (480, 640), (2, 2), get_backend("numpy"))
+    steps = [float(scene.linear_rgb[0, p.box[1], 0]) for p in scene.patches]
+    expected = np.geomspace(0.01, 1.0, 8) if spacing == "log" else np.linspace(0.01, 1.0, 8)
+    np.testing.assert_allclose(steps, expected, rtol=1e-6)
+    assert all(np.all(scene.linear_rgb[:, p.box[1] : p.box[3]] == np.float32(v)) for p, v in zip(scene.patches, expected, strict=True))
+    assert [p.box[3] - p.box[1] for p in scene.patches] == [8] * 8
