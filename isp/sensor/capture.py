@@ -93,7 +93,9 @@ def mismatch_tile(sensor: SensorConfig) -> np.ndarray:
     th, tw = sensor.cfa.tile_shape
     z = hash_normal(np, sensor.instance_seed, "mismatch", (0, 0), (th, tw)).astype(np.float64)
     quads = z.reshape(th // 2, 2, tw // 2, 2)
-    quads = quads - quads.mean(axis=(1, 3), keepdims=True)
+    # Removing the mean of four draws leaves each a variance of 3/4: rescale so that the spread
+    # of one position's gain over parts is the configured one.
+    quads = (quads - quads.mean(axis=(1, 3), keepdims=True)) * np.sqrt(4.0 / 3.0)
     return 1.0 + sensor.subpixel_mismatch * quads.reshape(th, tw)
 
 
