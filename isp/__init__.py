@@ -1,7 +1,8 @@
 """isp-sim: a GPU-accelerated phone-camera simulator (physically based sensor + configurable ISP).
 
 The Python API (:mod:`isp.api`) is importable from here: ``isp.compose``, ``isp.run``,
-``isp.Simulation``. They load lazily, so ``import isp.backend`` stays light.
+``isp.Simulation``, and ``isp.emva`` (the simulated EMVA 1288 characterisation of a sensor).
+They load lazily, so ``import isp.backend`` stays light.
 """
 
 from importlib import metadata
@@ -11,7 +12,7 @@ try:
 except metadata.PackageNotFoundError:  # a checkout on sys.path without an install
     __version__ = "0+unknown"
 
-_API = ("compose", "run", "Simulation", "SimulationResult")
+_API = ("compose", "run", "emva", "Simulation", "SimulationResult")
 
 __all__ = ["__version__", *_API]
 

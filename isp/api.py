@@ -32,7 +32,7 @@ from isp.scene import RawFileParams, Scene, build_scene_params, render_scene
 from isp.sensor import SensorConfig, build_sensor, capture
 from isp.stages import StageContext
 
-__all__ = ["RunSettings", "OutputSettings", "Simulation", "SimulationResult", "compose", "run", "characterize"]
+__all__ = ["RunSettings", "OutputSettings", "Simulation", "SimulationResult", "compose", "run", "emva"]
 
 
 @dataclass(frozen=True)
@@ -193,7 +193,7 @@ def run(cfg: DictConfig | Sequence[str] | None = None) -> SimulationResult:
     return Simulation(cfg).run()
 
 
-def characterize(cfg: DictConfig | Sequence[str] | None = None) -> EmvaMeasurement:
+def emva(cfg: DictConfig | Sequence[str] | None = None) -> EmvaMeasurement:
     """Simulate the EMVA 1288 measurement of the config's sensor (``experiment=emva``).
 
     Parameters

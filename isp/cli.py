@@ -23,13 +23,13 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from isp.api import Simulation, SimulationResult, characterize
+from isp.api import Simulation, SimulationResult, emva
 from isp.backend import to_host
 from isp.config import HYDRA_VERSION_BASE
 from isp.errors import InputError, IspError
 from isp.frame import Image, orient
 from isp.io import write_json, write_npy, write_png8, write_tiff16
-from isp.metrics import emva
+from isp.metrics.emva import plot as plot_emva
 from isp.paths import config_dir
 from isp.stages.oetf import srgb_oetf
 from isp.stages.quantize import quantize
@@ -70,9 +70,9 @@ def _task(cfg: DictConfig) -> None:
 def _experiment(cfg: DictConfig, run_dir: Path) -> None:
     """``experiment=emva``: the simulated EMVA 1288 measurement; ``emva.json`` and plots."""
     try:
-        measurement = characterize(cfg)
+        measurement = emva(cfg)
         run_dir.mkdir(parents=True, exist_ok=True)
-        paths = [p for name, result in measurement.channels.items() for p in emva.plot(result, run_dir / "plots" / name)]
+        paths = [p for name, result in measurement.channels.items() for p in plot_emva(result, run_dir / "plots" / name)]
         paths.append(write_json(run_dir / "emva.json", measurement.to_dict()))
     except IspError as exc:
         _fail(run_dir, str(exc))

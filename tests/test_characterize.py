@@ -103,3 +103,11 @@ def test_result_is_json_and_expected_needs_no_frames():
     text = json.dumps(m.to_dict(), allow_nan=False)
     assert '"summary"' in text and '"expected"' in text
     assert expected_emva(s, EmvaSettings())["system_gain_dn_per_e"] == pytest.approx(0.155 * 16)
+
+
+def test_python_api_runs_the_experiment_from_overrides():
+    import isp
+
+    m = isp.emva(["sensor=generic_bayer", "sensor.iso=800", "experiment=emva", "experiment.size=[32,32]", "experiment.points=10", "experiment.nonuniformity_frames=2"])
+    assert m.settings.size == [32, 32] and m.sensor.iso == 800
+    assert m.summary()["G"]["system_gain_dn_per_e"] == pytest.approx(2.48, rel=0.1)
