@@ -250,12 +250,13 @@ def _noisy_electrons(
 ) -> Any:
     xp, noise = backend.xp, sensor.noise
     f32 = xp.float32
-    keep = components if components is not None else {}
+    keep = components if components is not None else {}  # a reference only: nothing extra computed
     patterns = fixed_patterns(sensor, backend, mean_e.shape)
     e = mean_e if patterns.gain is None else mean_e * patterns.gain
     if noise.shot:
         photo = backend.rng(seed, "shot").poisson(e).astype(f32)
-        keep["shot"] = photo - e
+        if components is not None:
+            components["shot"] = photo - e
         e = photo
     dark_mean = sensor.dark_current_output_e_s * exposure.time_s
     if noise.dark_current and dark_mean > 0:
@@ -265,13 +266,11 @@ def _noisy_electrons(
     if patterns.hot_index is not None and exposure.time_s > 0:
         hot = backend.rng(seed, "hot").poisson(patterns.hot_count * np.float32(sensor.hot_pixel_dark_e_s * exposure.time_s)).astype(f32)
         keep["hot"] = hot
-        e = e.copy()
+        # e is this capture's own array (mean_electrons made it), so it is updated in place.
         e.reshape(-1)[patterns.hot_index] += hot
     e = xp.minimum(e, np.float32(sensor.full_well_output_e))
     # Offsets at the read-out: the same in both read-outs of a merged dual-gain frame.
-    offset = None
-    if patterns.offset_e is not None:
-        offset = patterns.offset_e
+    offset = patterns.offset_e
     if noise.row and sensor.row_noise_e > 0:
         row = backend.rng(seed, "row").standard_normal((e.shape[0], 1), dtype=f32) * np.float32(sensor.row_noise_e)
         keep["row"] = row

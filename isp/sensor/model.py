@@ -81,14 +81,6 @@ class NoiseSwitches:
     defects: bool = param(True, doc="hot and dead pixels")
     mismatch: bool = param(True, doc="sub-pixel sensitivity mismatch within a Quad Bayer quad")
 
-    @classmethod
-    def only(cls, *names: str) -> NoiseSwitches:
-        """Switches with only ``names`` on (none: the noise-free sensor)."""
-        unknown = sorted(set(names) - set(NOISE_SOURCES))
-        if unknown:
-            raise ConfigError(f"sensor.noise.{unknown[0]}: not a noise source; known: {', '.join(NOISE_SOURCES)}")
-        return cls(**{name: name in names for name in NOISE_SOURCES})
-
     def on(self) -> tuple[str, ...]:
         return tuple(name for name in NOISE_SOURCES if getattr(self, name))
 
