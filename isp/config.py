@@ -22,7 +22,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from isp.errors import ConfigError
 from isp.paths import config_dir
 
-__all__ = ["param", "build", "describe", "to_container", "compose", "HYDRA_VERSION_BASE"]
+__all__ = ["param", "build", "describe", "to_container", "compose", "Table", "TABLE_AXES", "resolve_tables", "tabled_fields", "HYDRA_VERSION_BASE"]
 
 HYDRA_VERSION_BASE = "1.3"
 
@@ -37,6 +37,7 @@ def param(
     range: tuple[float | None, float | None] | None = None,  # noqa: A002 - the natural name here
     choices: Sequence[Any] | None = None,
     shape: tuple[int, ...] | None = None,
+    table: str | None = None,
 ) -> Any:
     """A dataclass field with documentation and validation metadata.
 
@@ -55,8 +56,21 @@ def param(
         The allowed values.
     shape
         Required shape of a list-valued parameter, e.g. ``(3,)`` or ``(3, 3)``.
+    table
+        ``"iso"`` or ``"cct"``: besides a plain value the parameter may be a tuning table
+        indexed by that condition, ``{iso: [100, 800, 3200], value: [0.2, 0.5, 1.0]}``,
+        interpolated for each frame (see :class:`Table`). Only for float-valued parameters.
     """
-    metadata = {"doc": doc, "unit": unit, "range": range, "choices": tuple(choices) if choices else None, "shape": shape}
+    if table is not None and table not in TABLE_AXES:
+        raise ValueError(f"param(table={table!r}): choose one of {', '.join(TABLE_AXES)}")
+    metadata = {
+        "doc": doc,
+        "unit": unit,
+        "range": range,
+        "choices": tuple(choices) if choices else None,
+        "shape": shape,
+        "table": table,
+    }
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -123,13 +137,16 @@ def describe(cls: type) -> list[dict[str, Any]]:
                 "name": f.name,
                 "type": getattr(hints[f.name], "__name__", str(hints[f.name])),
                 "default": None if default is dataclasses.MISSING else default,
-                **{k: f.metadata.get(k) for k in ("unit", "range", "choices", "doc")},
+                **{k: f.metadata.get(k) for k in ("unit", "range", "choices", "table", "doc")},
             }
         )
     return rows
 
 
 def _check(value: Any, hint: Any, meta: Mapping[str, Any], path: str) -> Any:
+    axis = meta.get("table")
+    if axis is not None and isinstance(value, Mapping):
+        return _table(value, axis, hint, meta, path)
     value = _coerce(value, hint, path)
     choices = meta.get("choices")
     if choices is not None and value is not None and value not in choices:
@@ -200,6 +217,106 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
     if isinstance(hint, type) and not isinstance(value, hint):
         raise ConfigError(f"{path}={_short(value)}: expected {_type_name(hint)}")
     return value
+
+
+#: Conditions a tuning table may be indexed by, and how it is interpolated between its points:
+#: ISO linearly in stops (log2 ISO), colour temperature linearly in mireds (1/CCT), as real
+#: ISPs and the DNG specification do.
+TABLE_AXES = {"iso": "log2", "cct": "inverse"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """A parameter that varies with a capture condition, interpolated at run time.
+
+    Written in a config as ``{iso: [100, 800, 3200], value: [0.2, 0.5, 1.0]}`` (or ``cct:``).
+    Between points the value is interpolated linearly in log2 ISO or in 1/CCT; outside the
+    points it is held at the end values. Values may be numbers or lists (a 3×3 matrix per
+    colour temperature); lists are interpolated element by element.
+
+    Examples
+    --------
+    >>> Table("iso", (100.0, 400.0), (0.0, 1.0)).at(200.0)
+    0.5
+    >>> Table("cct", (2850.0, 6500.0), ([1.0, 0.0], [0.0, 1.0])).at(6500.0)
+    [0.0, 1.0]
+    """
+
+    axis: str
+    points: tuple[float, ...]
+    values: tuple[Any, ...]
+
+    def at(self, condition: float) -> Any:
+        """The value at ``condition`` (an ISO or a CCT in kelvin)."""
+        import numpy as np  # noqa: PLC0415 - config stays importable without the array stack
+
+        def warp(v: Any) -> Any:
+            v = np.asarray(v, dtype=np.float64)
+            return np.log2(v) if TABLE_AXES[self.axis] == "log2" else -1.0 / v  # increasing in both
+
+        x, xs = warp(condition), warp(self.points)
+        ys = np.asarray(self.values, dtype=np.float64)
+        flat = ys.reshape(len(self.points), -1)
+        out = np.array([np.interp(x, xs, flat[:, k]) for k in range(flat.shape[1])]).reshape(ys.shape[1:])
+        return float(out) if out.ndim == 0 else out.tolist()
+
+
+def _table(value: Mapping[str, Any], axis: str, hint: Any, meta: Mapping[str, Any], path: str) -> Table:
+    keys = set(value)
+    if keys != {axis, "value"}:
+        raise ConfigError(
+            f"{path}: a tuning table is written {{{axis}: [...], value: [...]}}, got keys {sorted(keys)}"
+        )
+    points = value[axis]
+    if isinstance(points, (str, bytes)) or not isinstance(points, Sequence) or not points:
+        raise ConfigError(f"{path}.{axis}: expected a non-empty list of {axis} values, got {_short(points)}")
+    points = [_coerce(p, float, f"{path}.{axis}[{i}]") for i, p in enumerate(points)]
+    if any(p <= 0 for p in points) or any(b <= a for a, b in zip(points, points[1:])):
+        raise ConfigError(f"{path}.{axis}={_short(points)}: expected positive values in increasing order")
+    values = value["value"]
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) != len(points):
+        raise ConfigError(f"{path}.value: expected a list of {len(points)} values, one per {axis} point, got {_short(values)}")
+    inner = {k: v for k, v in meta.items() if k != "table"}
+    checked = tuple(_check(v, hint, inner, f"{path}.value[{i}]") for i, v in enumerate(values))
+    if any(not _numbers(v) or len(_numbers(v)) != len(_numbers(checked[0])) for v in checked):
+        raise ConfigError(f"{path}.value: table values must be numbers or lists of numbers of one shape")
+    return Table(axis, tuple(points), checked)
+
+
+def resolve_tables(params: T, conditions: Mapping[str, float | None], where: str) -> T:
+    """``params`` with every :class:`Table` replaced by its value at ``conditions``.
+
+    Parameters
+    ----------
+    params
+        A parameter dataclass built by :func:`build`.
+    conditions
+        The frame's capture conditions by axis name: ``{"iso": 3200.0, "cct": 5100.0}``.
+    where
+        Config path of ``params`` for messages (``"stage 'sharpen'"``).
+
+    Raises
+    ------
+    ConfigError
+        A table needs a condition the frame does not carry.
+    """
+    changes = {}
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        if isinstance(value, Table):
+            condition = conditions.get(value.axis)
+            if condition is None:
+                raise ConfigError(
+                    f"{where}: parameter {f.name} is a table by {value.axis}, but the frame has no {value.axis}; "
+                    f"give {f.name} a single value"
+                )
+            changes[f.name] = value.at(condition)
+    return dataclasses.replace(params, **changes) if changes else params
+
+
+def tabled_fields(params: Any) -> list[str]:
+    """Names of the fields of a parameter dataclass that hold a :class:`Table`."""
+    return [f.name for f in dataclasses.fields(params) if isinstance(getattr(params, f.name), Table)]
 
 
 def _numbers(value: Any) -> list[float]:

@@ -24,11 +24,12 @@ from isp.backend import array_module
 from isp.cfa import CFALayout
 from isp.errors import StageError
 
-__all__ = ["ColorMatrix", "CaptureInfo", "RawFrame", "Image", "RAW_DOMAINS", "SPACES", "TRANSFERS", "orient"]
+__all__ = ["ColorMatrix", "GainMap", "CaptureInfo", "RawFrame", "Image", "RAW_DOMAINS", "SPACES", "TRANSFERS", "orient"]
 
 RAW_DOMAINS = ("dn", "linear")
-#: Colour spaces an Image can be in: camera RGB (sensor primaries) or linear-light sRGB primaries.
-SPACES = ("camera", "srgb")
+#: Colour spaces an Image can be in: camera RGB (sensor primaries), sRGB primaries, or
+#: Display P3 primaries (both with a D65 white).
+SPACES = ("camera", "srgb", "display_p3")
 #: Transfer functions: linear light, or the sRGB OETF (IEC 61966-2-1).
 TRANSFERS = ("linear", "srgb")
 
@@ -56,6 +57,47 @@ class ColorMatrix:
 
 
 @dataclass(frozen=True)
+class GainMap:
+    """A lens-shading gain map for some pixels of the mosaic, as a DNG GainMap opcode holds it.
+
+    The gains sit on a coarse grid in relative image coordinates (0 at the top or left edge of
+    the mosaic, 1 at the bottom or right) and are bilinearly interpolated to every pixel of the
+    area ``[top, bottom) × [left, right)`` visited with ``row_pitch`` and ``col_pitch``; outside
+    the grid the edge values hold. A Bayer frame has one map per tile site (pitch 2, ``top`` and
+    ``left`` selecting the site), a Quad Bayer frame one per site of its 4×4 tile.
+
+    Parameters
+    ----------
+    top, left, bottom, right
+        The area of the mosaic the map applies to, in pixels.
+    row_pitch, col_pitch
+        Step between the pixels the map applies to.
+    origin_v, origin_h
+        Relative position of the first grid point.
+    spacing_v, spacing_h
+        Relative spacing of the grid points.
+    gains
+        ``(points_v, points_h)`` float32 gains (1 = no change), on the host.
+
+    References
+    ----------
+    Adobe, Digital Negative (DNG) Specification 1.6, chapter 7 (opcode 9, GainMap).
+    """
+
+    top: int
+    left: int
+    bottom: int
+    right: int
+    row_pitch: int
+    col_pitch: int
+    origin_v: float
+    origin_h: float
+    spacing_v: float
+    spacing_h: float
+    gains: np.ndarray
+
+
+@dataclass(frozen=True)
 class CaptureInfo:
     """How a frame was captured; travels with the data from the sensor to the output.
 
@@ -79,6 +121,9 @@ class CaptureInfo:
         Where the frame comes from: ``"simulation"`` or the raw file's path.
     noise_profile
         DNG NoiseProfile pairs ``(S, O)`` per plane: variance = S·x + O, x normalised.
+    gain_maps
+        Lens-shading correction maps (:class:`GainMap`): from the DNG's OpcodeList2 for a raw
+        file, from the lens model's calibration for a simulated capture; empty when unknown.
     """
 
     sensor: str
@@ -93,6 +138,7 @@ class CaptureInfo:
     baseline_exposure_ev: float = 0.0
     source: str = "simulation"
     noise_profile: tuple[tuple[float, float], ...] | None = None
+    gain_maps: tuple[GainMap, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,6 +161,13 @@ class RawFrame:
         ``"dn"`` or ``"linear"`` (see the module docstring).
     wb_gains
         White-balance gains ``(3,)`` already applied to ``mosaic``; ``None`` when not balanced.
+    cct_k
+        Correlated colour temperature of the scene white the white balance chose (kelvin);
+        ``None`` before white balance.
+    shading_gain
+        The per-pixel lens-shading gain already applied to ``mosaic`` (an ``(H, W)`` float32
+        array on the device), ``None`` when no shading correction ran. Stages that need the
+        noise of a pixel (denoise, defect correction) scale the noise profile by it.
     """
 
     mosaic: Any
@@ -124,6 +177,8 @@ class RawFrame:
     info: CaptureInfo
     domain: str = "dn"
     wb_gains: np.ndarray | None = None
+    cct_k: float | None = None
+    shading_gain: Any = None
 
     def __post_init__(self) -> None:
         black = np.broadcast_to(np.asarray(self.black_level, dtype=np.float64), self.cfa.tile_shape)
@@ -174,6 +229,8 @@ class Image:
         Capture metadata carried from the RawFrame.
     wb_gains
         White-balance gains applied upstream, ``None`` when the data is not balanced.
+    cct_k
+        Correlated colour temperature of the scene white chosen by the white balance (kelvin).
     """
 
     data: Any
@@ -181,6 +238,7 @@ class Image:
     transfer: str
     info: CaptureInfo
     wb_gains: np.ndarray | None = None
+    cct_k: float | None = None
 
     def __post_init__(self) -> None:
         if self.data.ndim != 3 or self.data.shape[2] != 3:

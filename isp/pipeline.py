@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from isp.config import to_container
+from isp.config import tabled_fields, to_container
 from isp.errors import ConfigError, StageError
 from isp.frame import Image, RawFrame
 from isp.stages import STAGES, Stage, StageContext, get_stage_spec
@@ -32,11 +32,15 @@ class PipelineResult:
         Outputs of the stages named in ``taps``, by stage name.
     times_ms
         Wall time of each stage that ran, in milliseconds, in order (device synchronised).
+    tuned
+        For each stage with tuning tables, the values its tables gave for this frame's ISO
+        and CCT, by parameter name.
     """
 
     output: Any
     taps: dict[str, Any] = field(default_factory=dict)
     times_ms: dict[str, float] = field(default_factory=dict)
+    tuned: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Pipeline:
@@ -130,7 +134,11 @@ class Pipeline:
             if time_stages:
                 ctx.backend.synchronize()
                 t0 = time.perf_counter()
-            result.output = stage(result.output, ctx)
+            params = stage.params_for(result.output)
+            tabled = tabled_fields(stage.params)
+            if tabled:
+                result.tuned[stage.name] = {name: getattr(params, name) for name in tabled}
+            result.output = stage.spec.fn(result.output, params, ctx)
             if time_stages:
                 ctx.backend.synchronize()
                 result.times_ms[stage.name] = (time.perf_counter() - t0) * 1e3

@@ -228,4 +228,4 @@ def demosaic_stage(frame: RawFrame, params: DemosaicParams, ctx: StageContext) -
     rgb = demosaic(frame.mosaic, frame.cfa, params.method)
     if params.clip:
         rgb = ctx.backend.xp.clip(rgb, 0.0, 1.0)
-    return Image(rgb, space="camera", transfer="linear", info=frame.info, wb_gains=frame.wb_gains)
+    return Image(rgb, space="camera", transfer="linear", info=frame.info, wb_gains=frame.wb_gains, cct_k=frame.cct_k)

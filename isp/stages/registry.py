@@ -6,11 +6,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from isp.backend import Backend
-from isp.config import build, to_container
+from isp.config import build, resolve_tables, tabled_fields, to_container
 from isp.errors import ConfigError
 
-__all__ = ["StageContext", "StageSpec", "Stage", "STAGES", "register_stage", "get_stage_spec"]
+__all__ = ["StageContext", "StageSpec", "Stage", "STAGES", "register_stage", "get_stage_spec", "frame_conditions"]
 
 
 @dataclass(frozen=True)
@@ -99,5 +101,26 @@ class Stage:
     def name(self) -> str:
         return self.spec.name
 
+    def params_for(self, frame: Any) -> Any:
+        """The parameters for ``frame``: tuning tables interpolated at its ISO and CCT."""
+        if not tabled_fields(self.params):
+            return self.params
+        return resolve_tables(self.params, frame_conditions(frame), f"stage '{self.name}'")
+
     def __call__(self, frame: Any, ctx: StageContext) -> Any:
-        return self.spec.fn(frame, self.params, ctx)
+        return self.spec.fn(frame, self.params_for(frame), ctx)
+
+
+def frame_conditions(frame: Any) -> dict[str, float | None]:
+    """The capture conditions tuning tables are indexed by: ``{"iso": ..., "cct": ...}``.
+
+    The CCT is the one the white balance chose; before white balance it is estimated from the
+    as-shot neutral and the frame's colour calibration (``None`` when there is none).
+    """
+    cct = frame.cct_k
+    if cct is None and frame.info.color_matrices:
+        from isp.stages.color_correction import interpolate_calibration  # noqa: PLC0415 - avoids an import cycle
+
+        neutral = np.asarray(frame.info.as_shot_neutral, dtype=np.float64)
+        _, cct = interpolate_calibration(frame.info.color_matrices, neutral / neutral.max())
+    return {"iso": frame.info.iso, "cct": cct}
