@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
-from isp import __version__
+from isp import __version__, colorimetry
 from isp.backend import BACKENDS, Backend, get_backend, to_host
 from isp.characterize import EmvaMeasurement, EmvaSettings, simulate_emva
 from isp.config import build, compose, param, to_container
@@ -137,6 +137,7 @@ class Simulation:
         capture_ms = (time.perf_counter() - t_start) * 1e3
         result = self.pipeline.run(raw, ctx, taps=self.taps, start=self.start, stop=self.stop)
         metrics = self._metrics(backend, raw, result.output, scene, capture_ms, result.times_ms)
+        metrics["tuned"] = result.tuned
         metrics["total_time_ms"] = (time.perf_counter() - t_start) * 1e3
         return SimulationResult(result.output, raw, metrics, result.taps, scene)
 
@@ -168,10 +169,10 @@ class Simulation:
                 "system_gain_dn_per_e": self.sensor.system_gain_dn_e,
                 "noise_sources": list(self.sensor.noise.on()),
             }
-        is_srgb = isinstance(output, Image) and output.space == "srgb"
+        is_rgb = isinstance(output, Image) and output.space in colorimetry.RGB_TO_XYZ
         if scene is not None and scene.patches:
-            metrics["snr"] = grey_patch_snr(output if is_srgb else None, raw, scene.patches, self.settings.patch_fraction)
-        if scene is not None and scene.name == "colorchecker" and is_srgb:
+            metrics["snr"] = grey_patch_snr(output if is_rgb else None, raw, scene.patches, self.settings.patch_fraction)
+        if scene is not None and scene.name == "colorchecker" and is_rgb:
             metrics["colorchecker"] = {
                 "delta_e2000": colorchecker_delta_e(output, scene.patches, self.settings.patch_fraction),
                 "reference": scene.source,

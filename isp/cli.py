@@ -120,10 +120,10 @@ def write_outputs(run_dir: Path, result: SimulationResult, sim: Simulation) -> l
         return path
 
     output = result.image
-    if isinstance(output, Image) and output.space == "srgb":
+    if isinstance(output, Image) and output.space in ("srgb", "display_p3"):
         orientation = output.info.orientation
         if sim.settings.output.png:
-            written.append(write_png8(target("image.png"), orient(_as_uint8(output), orientation)))
+            written.append(write_png8(target("image.png"), orient(_as_uint8(output), orientation), output.space))
         if sim.settings.output.tiff16:
             encoded16 = _as_uint16(output, result.taps.get("oetf"))
             if encoded16 is None:
@@ -132,7 +132,7 @@ def write_outputs(run_dir: Path, result: SimulationResult, sim: Simulation) -> l
                 written.append(write_tiff16(target("image.tif"), orient(encoded16, orientation)))
     else:
         kind = "raw frame" if not isinstance(output, Image) else f"{output.space} image"
-        log.warning("the pipeline ends with a %s, not an sRGB image: writing output.npy instead of image.png", kind)
+        log.warning("the pipeline ends with a %s, not an sRGB or P3 image: writing output.npy instead of image.png", kind)
         written.append(write_npy(target("output.npy"), _host_data(output)))
     written.extend(
         write_npy(target(f"taps/{name}.npy"), _host_data(result.taps[name])) for name in sim.saved_taps if name in result.taps

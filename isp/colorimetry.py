@@ -7,6 +7,7 @@ names what it needs in camera terms. Everything here works on small NumPy arrays
 References
 ----------
 - IEC 61966-2-1:1999 (sRGB primaries and D65 white).
+- SMPTE EG 432-1:2010 (P3 primaries); Apple's Display P3 uses them with D65 and the sRGB curve.
 - Adobe DNG Specification 1.6, chapter 6 "Mapping Camera Color Space to CIE XYZ Space".
 - G. Sharma, W. Wu, E. N. Dalal, "The CIEDE2000 color-difference formula", 2005.
 """
@@ -27,6 +28,8 @@ __all__ = [
     "D65_XY",
     "SRGB_TO_XYZ",
     "XYZ_TO_SRGB",
+    "P3_TO_XYZ",
+    "RGB_TO_XYZ",
     "xy_to_XYZ",
     "XYZ_to_xy",
     "bradford",
@@ -48,6 +51,12 @@ _SRGB = colour.RGB_COLOURSPACES["sRGB"]
 #: D65 exactly and white balance, adaptation and the CCM agree to machine precision.
 SRGB_TO_XYZ = np.asarray(colour.normalised_primary_matrix(_SRGB.primaries, _SRGB.whitepoint), dtype=np.float64)
 XYZ_TO_SRGB = np.linalg.inv(SRGB_TO_XYZ)
+
+_P3 = colour.RGB_COLOURSPACES["Display P3"]
+#: Linear Display P3 (DCI-P3 primaries, D65 white) to CIE XYZ, from the primaries as for sRGB.
+P3_TO_XYZ = np.asarray(colour.normalised_primary_matrix(_P3.primaries, _P3.whitepoint), dtype=np.float64)
+#: Linear RGB to XYZ for each :data:`isp.frame.SPACES` entry with fixed primaries.
+RGB_TO_XYZ = {"srgb": SRGB_TO_XYZ, "display_p3": P3_TO_XYZ}
 
 
 def xy_to_XYZ(xy: np.ndarray) -> np.ndarray:  # noqa: N802 - colour-science naming

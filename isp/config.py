@@ -271,7 +271,7 @@ def _table(value: Mapping[str, Any], axis: str, hint: Any, meta: Mapping[str, An
     if isinstance(points, (str, bytes)) or not isinstance(points, Sequence) or not points:
         raise ConfigError(f"{path}.{axis}: expected a non-empty list of {axis} values, got {_short(points)}")
     points = [_coerce(p, float, f"{path}.{axis}[{i}]") for i, p in enumerate(points)]
-    if any(p <= 0 for p in points) or any(b <= a for a, b in zip(points, points[1:])):
+    if any(p <= 0 for p in points) or any(b <= a for a, b in zip(points[:-1], points[1:], strict=True)):
         raise ConfigError(f"{path}.{axis}={_short(points)}: expected positive values in increasing order")
     values = value["value"]
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) != len(points):

@@ -74,7 +74,8 @@ STAGE_CASES = {
     "color_correction": (camera_image, {"saturation": 1.2}),
     "tone": (srgb_linear, {"exposure_ev": 0.5, "contrast": 0.4}),
     "vignette": (srgb_linear, {"strength": 0.5, "falloff": 3.0}),
-    "oetf": (srgb_linear, {}),
+    "oetf": (srgb_linear, {"space": "display_p3"}),
+    "resize": (srgb_encoded, {"scale": 0.43}),
     "quantize": (srgb_encoded, {"bits": 16}),
 }
 

@@ -88,14 +88,29 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
-def write_png8(path: str | os.PathLike, rgb: np.ndarray) -> Path:
-    """Write an ``(H, W, 3)`` ``uint8`` array as a PNG."""
-    from PIL import Image  # noqa: PLC0415
+#: PNG cICP chunk (ITU-T H.273 code points): primaries, transfer (13 = sRGB curve), matrix 0 (RGB),
+#: full range. Primaries 1 = BT.709/sRGB, 12 = SMPTE EG 432-1 (Display P3, D65).
+_CICP = {"srgb": bytes([1, 13, 0, 1]), "display_p3": bytes([12, 13, 0, 1])}
+
+
+def write_png8(path: str | os.PathLike, rgb: np.ndarray, space: str = "srgb") -> Path:
+    """Write an ``(H, W, 3)`` ``uint8`` array as a PNG tagged with its colour space.
+
+    ``space`` is ``"srgb"`` or ``"display_p3"``; it is recorded in a cICP chunk (which browsers
+    and image viewers read to show P3 colours right) and, for sRGB, also an sRGB chunk.
+    """
+    from PIL import Image, PngImagePlugin  # noqa: PLC0415
 
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"write_png8 needs (H, W, 3) uint8, got {rgb.dtype} {rgb.shape}")
+    if space not in _CICP:
+        raise ValueError(f"write_png8: colour space {space!r} is not one of {', '.join(_CICP)}")
+    chunks = PngImagePlugin.PngInfo()
+    chunks.add(b"cICP", _CICP[space])
+    if space == "srgb":
+        chunks.add(b"sRGB", bytes([0]))  # perceptual rendering intent
     with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(rgb), mode="RGB").save(tmp, format="PNG", compress_level=3)
+        Image.fromarray(np.ascontiguousarray(rgb), mode="RGB").save(tmp, format="PNG", compress_level=3, pnginfo=chunks)
     return Path(path)
 
 

@@ -24,14 +24,21 @@ __all__ = ["linear_srgb", "patch_means", "colorchecker_delta_e"]
 
 
 def linear_srgb(image: Image) -> np.ndarray:
-    """The image as linear sRGB float64 on the host, decoding the sRGB curve and integer codes."""
-    if image.space != "srgb":
-        raise StageError(f"colour metrics need an sRGB image, got colour space {image.space!r}")
+    """The image as linear sRGB float64 on the host, decoding the transfer curve and integer codes.
+
+    A Display P3 image is converted to sRGB primaries (values outside the sRGB gamut go
+    negative rather than being clipped, so colour differences stay exact).
+    """
+    if image.space not in colorimetry.RGB_TO_XYZ:
+        raise StageError(f"colour metrics need an sRGB or Display P3 image, got colour space {image.space!r}")
     data = to_host(image.data)
     if data.dtype.kind in "ui":
         data = data.astype(np.float64) / float(np.iinfo(data.dtype).max)
     data = data.astype(np.float64, copy=False)
-    return srgb_eotf(data) if image.transfer == "srgb" else data
+    linear = srgb_eotf(data) if image.transfer == "srgb" else data
+    if image.space != "srgb":
+        linear = linear @ (colorimetry.XYZ_TO_SRGB @ colorimetry.RGB_TO_XYZ[image.space]).T
+    return linear
 
 
 def patch_means(linear: np.ndarray, patches: Sequence[Patch], fraction: float = 0.5) -> np.ndarray:

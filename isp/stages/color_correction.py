@@ -24,6 +24,7 @@ from isp import colorimetry
 from isp.config import param
 from isp.errors import StageError
 from isp.frame import CaptureInfo, ColorMatrix, Image
+from isp.stages.oetf import apply_matrix
 from isp.stages.registry import StageContext, register_stage
 
 __all__ = ["ColorCorrectionParams", "color_correction", "camera_to_srgb", "interpolate_calibration", "saturation_matrix"]
@@ -35,9 +36,15 @@ _LUMA = colorimetry.SRGB_TO_XYZ[1]
 @dataclass(frozen=True)
 class ColorCorrectionParams:
     matrix: list[list[float]] | None = param(
-        None, shape=(3, 3), range=(-16.0, 16.0), doc="white-balanced camera RGB to linear sRGB; null derives it from the frame's calibration"
+        None,
+        shape=(3, 3),
+        range=(-16.0, 16.0),
+        table="cct",
+        doc="white-balanced camera RGB to linear sRGB (a CCM, or a table of CCMs by scene CCT); null derives it from the frame's calibration",
     )
-    saturation: float = param(1.0, range=(0.0, 3.0), doc="linear saturation about Rec. 709 luminance; 1 keeps the calibrated colour")
+    saturation: float = param(
+        1.0, range=(0.0, 3.0), table="iso", doc="linear saturation about Rec. 709 luminance; 1 keeps the calibrated colour"
+    )
 
 
 def saturation_matrix(saturation: float) -> np.ndarray:
@@ -128,7 +135,4 @@ def color_correction(image: Image, params: ColorCorrectionParams, ctx: StageCont
         to_balanced = np.diag(1.0 / neutral)
     base = np.asarray(params.matrix, dtype=np.float64) if params.matrix is not None else camera_to_srgb(image.info, neutral)
     matrix = saturation_matrix(params.saturation) @ base @ to_balanced
-    xp = ctx.backend.xp
-    pixels = xp.ascontiguousarray(image.data).reshape(-1, 3)  # one (N, 3) x (3, 3) product, not H small ones
-    srgb = (pixels @ xp.asarray(matrix.T, dtype=xp.float32)).reshape(image.shape)
-    return image.replace(data=srgb, space="srgb")
+    return image.replace(data=apply_matrix(image.data, matrix), space="srgb")

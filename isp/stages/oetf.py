@@ -1,7 +1,10 @@
-"""The sRGB opto-electronic transfer function (IEC 61966-2-1) and its inverse.
+"""The sRGB opto-electronic transfer function (IEC 61966-2-1) and its inverse; output encoding.
 
-Stage ``oetf``: an Image in linear light to the sRGB-encoded Image, clipped to [0, 1] first.
-The functions take and return arrays on any backend.
+Stage ``oetf``: an Image in linear sRGB to the encoded output Image, in sRGB or in Display P3
+(P3 primaries with a D65 white and the sRGB curve, the encoding of wide-gamut phone photos).
+The primaries are changed on linear light before anything is clipped, so colours outside sRGB
+but inside P3 survive in a P3 output. Values are clipped to [0, 1] and encoded with the sRGB
+curve. The functions take and return arrays on any backend.
 """
 
 from __future__ import annotations
@@ -9,12 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from isp import colorimetry
 from isp.backend import array_module
 from isp.config import param
 from isp.frame import Image
 from isp.stages.registry import StageContext, register_stage
 
-__all__ = ["srgb_oetf", "srgb_eotf", "OetfParams", "oetf"]
+__all__ = ["srgb_oetf", "srgb_eotf", "srgb_to", "apply_matrix", "OetfParams", "oetf"]
 
 _A = 0.055
 _LINEAR_LIMIT = 0.0031308
@@ -36,6 +42,13 @@ def srgb_oetf(linear: Any) -> Any:
     return xp.where(x <= _LINEAR_LIMIT, 12.92 * x, high).astype(x.dtype, copy=False)
 
 
+def apply_matrix(rgb: Any, matrix: np.ndarray) -> Any:
+    """``matrix @ pixel`` for every pixel of an ``(H, W, 3)`` float32 array on any backend."""
+    xp = array_module(rgb)
+    pixels = xp.ascontiguousarray(rgb).reshape(-1, 3)  # one (N, 3) x (3, 3) product, not H small ones
+    return (pixels @ xp.asarray(np.asarray(matrix, dtype=np.float64).T, dtype=xp.float32)).reshape(rgb.shape)
+
+
 def srgb_eotf(encoded: Any) -> Any:
     """Decode sRGB-encoded values in [0, 1] to linear light (the inverse of :func:`srgb_oetf`)."""
     xp = array_module(encoded)
@@ -47,10 +60,17 @@ def srgb_eotf(encoded: Any) -> Any:
 @dataclass(frozen=True)
 class OetfParams:
     function: str = param("srgb", choices=("srgb",), doc="transfer function to encode with")
+    space: str = param("srgb", choices=("srgb", "display_p3"), doc="output primaries: sRGB, or Display P3 for wide-gamut displays")
+
+
+def srgb_to(space: str) -> np.ndarray:
+    """The 3×3 matrix from linear sRGB to linear RGB of ``space`` (an :data:`isp.frame.SPACES` entry)."""
+    return np.linalg.inv(colorimetry.RGB_TO_XYZ[space]) @ colorimetry.SRGB_TO_XYZ
 
 
 @register_stage("oetf", OetfParams, consumes="image")
 def oetf(image: Image, params: OetfParams, ctx: StageContext) -> Image:
-    """Encode linear sRGB with the sRGB transfer function."""
+    """Encode linear sRGB for output: sRGB or Display P3 primaries, the sRGB curve."""
     image.require("oetf", space="srgb", transfer="linear")
-    return image.replace(data=srgb_oetf(image.data), transfer="srgb")
+    data = image.data if params.space == "srgb" else apply_matrix(image.data, srgb_to(params.space))
+    return image.replace(data=srgb_oetf(data), transfer="srgb", space=params.space)
