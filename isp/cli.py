@@ -100,10 +100,10 @@ def _experiment(cfg: DictConfig, run_dir: Path) -> None:
 
 
 def _tiff_taps(cfg: DictConfig) -> list[str]:
-    """The 16-bit TIFF is made from the encoded float image, before 8-bit quantisation."""
+    """The 16-bit TIFF is made from the float image the final quantisation takes."""
     wants_tiff = bool(cfg.get("output", {}).get("tiff16", False))
     stages = list(cfg.get("pipeline", {}).get("stages", []) or [])
-    return ["oetf"] if wants_tiff and "oetf" in stages else []
+    return [stages[-2]] if wants_tiff and len(stages) > 1 and stages[-1] == "quantize" else []
 
 
 def write_outputs(run_dir: Path, result: SimulationResult, sim: Simulation) -> list[Path]:
@@ -125,7 +125,8 @@ def write_outputs(run_dir: Path, result: SimulationResult, sim: Simulation) -> l
         if sim.settings.output.png:
             written.append(write_png8(target("image.png"), orient(_as_uint8(output), orientation), output.space))
         if sim.settings.output.tiff16:
-            encoded16 = _as_uint16(output, result.taps.get("oetf"))
+            names = sim.pipeline.names
+            encoded16 = _as_uint16(output, result.taps.get(names[-2]) if len(names) > 1 else None)
             if encoded16 is None:
                 log.warning("image.tif not written: the pipeline has no sRGB-encoded float output to take 16 bits from")
             else:
@@ -159,13 +160,13 @@ def _as_uint8(image: Image) -> np.ndarray:
     return to_host(quantize(_encoded(image), 8))
 
 
-def _as_uint16(image: Image, oetf_tap: Image | None) -> np.ndarray | None:
+def _as_uint16(image: Image, float_tap: Image | None) -> np.ndarray | None:
     if image.data.dtype == np.uint16:
         return to_host(image.data)
     if image.is_float:
         return to_host(quantize(_encoded(image), 16))
-    if oetf_tap is not None and oetf_tap.is_float:
-        return to_host(quantize(oetf_tap.data, 16))
+    if float_tap is not None and float_tap.is_float and float_tap.transfer == "srgb":
+        return to_host(quantize(float_tap.data, 16))
     return None
 
 

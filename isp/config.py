@@ -22,7 +22,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from isp.errors import ConfigError
 from isp.paths import config_dir
 
-__all__ = ["param", "build", "describe", "to_container", "compose", "Table", "TABLE_AXES", "resolve_tables", "tabled_fields", "HYDRA_VERSION_BASE"]
+__all__ = ["param", "build", "check_fields", "describe", "to_container", "compose", "Table", "TABLE_AXES", "resolve_tables", "tabled_fields", "HYDRA_VERSION_BASE"]
 
 HYDRA_VERSION_BASE = "1.3"
 
@@ -105,6 +105,16 @@ def build(cls: type[T], cfg: Any, where: str) -> T:
     ConfigError
         An unknown key, a missing required value, a wrong type or a value out of range.
     """
+    return cls(**check_fields(cls, cfg, where))
+
+
+def check_fields(cls: type, cfg: Any, where: str, *, partial: bool = False) -> dict[str, Any]:
+    """The checked values of ``cfg`` for the dataclass ``cls`` by field name, without building it.
+
+    With ``partial``, required fields may be missing: one config layer of several (a pipeline's
+    stage parameters, then a tuning's) is checked on its own this way, and checks that tie
+    fields together run once the layers are merged.
+    """
     values = to_container(cfg) if cfg is not None else {}
     if not isinstance(values, Mapping):
         raise ConfigError(f"{where}: expected a mapping of parameters, got {type(values).__name__} {values!r}")
@@ -117,11 +127,11 @@ def build(cls: type[T], cfg: Any, where: str) -> T:
     for name, f in fields.items():
         path = f"{where}.{name}"
         if name not in values:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            if not partial and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f"{path}: a value is required")
             continue
         kwargs[name] = _check(values[name], hints[name], f.metadata, path)
-    return cls(**kwargs)
+    return kwargs
 
 
 def describe(cls: type) -> list[dict[str, Any]]:

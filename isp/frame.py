@@ -61,7 +61,8 @@ class GainMap:
     """A lens-shading gain map for some pixels of the mosaic, as a DNG GainMap opcode holds it.
 
     The gains sit on a coarse grid in relative image coordinates (0 at the top or left edge of
-    the mosaic, 1 at the bottom or right) and are bilinearly interpolated to every pixel of the
+    the mosaic, 1 at the bottom or right; pixel ``(row, col)`` sits at ``((row + 0.5) / H,
+    (col + 0.5) / W)`` as in the DNG SDK) and are bilinearly interpolated to every pixel of the
     area ``[top, bottom) × [left, right)`` visited with ``row_pitch`` and ``col_pitch``; outside
     the grid the edge values hold. A Bayer frame has one map per tile site (pitch 2, ``top`` and
     ``left`` selecting the site), a Quad Bayer frame one per site of its 4×4 tile.

@@ -15,6 +15,10 @@ pixel, in electrons until the ADC:
 8. ADC: conversion gain and analog gain, rounding, the black-level pedestal, clipping to the
    code range; digital gain above the analog maximum; clipping to the white level.
 
+The frame carries the lens-shading calibration a phone maker would store for the module
+(:func:`lens_shading_maps`): DNG-style gain maps on a coarse grid, one per CFA tile site, that
+undo the lens's relative illumination and colour shading of this frame's window.
+
 A dual-conversion-gain merged mode reads the charge twice (high gain: small well, low read
 noise; low gain: full well) and keeps the high-gain value unless it is near its saturation.
 
@@ -45,13 +49,14 @@ import numpy as np
 
 from isp.backend import Backend
 from isp.errors import ConfigError
-from isp.frame import CaptureInfo, RawFrame
-from isp.optics import Geometry, apply_optics
+from isp.frame import CaptureInfo, GainMap, RawFrame
+from isp.optics import Geometry, OpticsConfig, apply_optics, shading_map
 from isp.sensor.fixed_pattern import hash_normal, hash_positions
 from isp.sensor.model import DEFAULT_LUMINANCE_CD_M2, Exposure, SensorConfig
 
 __all__ = [
     "FixedPatterns",
+    "LENS_SHADING_GRID",
     "capture",
     "ideal_capture",
     "fixed_patterns",
@@ -59,6 +64,7 @@ __all__ = [
     "mismatch_tile",
     "window_origin",
     "digitise",
+    "lens_shading_maps",
 ]
 
 
@@ -171,16 +177,8 @@ def _defect_counts(
 def mean_electrons(scene_rgb: Any, sensor: SensorConfig, backend: Backend, exposure: Exposure) -> Any:
     """Mean photo-electrons of every output pixel ``(H, W)`` float32: optics, then each CFA
     site's channel response to the scene, scaled by the exposure."""
-    h, w = scene_rgb.shape[:2]
-    lens = sensor.lens
-    geometry = Geometry(
-        pixel_pitch_um=sensor.output_pitch_um,
-        focal_length_mm=lens.focal_length_mm,
-        f_number=lens.f_number,
-        readout=sensor.readout,
-        window=(h, w),
-    )
-    rgb = apply_optics(backend.asarray(scene_rgb, dtype=backend.xp.float32), lens.optics, geometry, backend)
+    geometry = _geometry(sensor, scene_rgb.shape[:2])
+    rgb = apply_optics(backend.asarray(scene_rgb, dtype=backend.xp.float32), sensor.lens.optics, geometry, backend)
     cfa = sensor.cfa
     response = sensor.response() * float(exposure.electrons_per_unit.max())
     rows = response[cfa.pattern_array]  # (th, tw, 3): the response row of each site's colour
@@ -189,6 +187,126 @@ def mean_electrons(scene_rgb: Any, sensor: SensorConfig, backend: Backend, expos
         term = cfa.apply_per_site(rgb[..., channel], scale=rows[..., channel])
         signal = term if signal is None else signal + term
     return backend.xp.maximum(signal, np.float32(0.0))
+
+
+def _geometry(sensor: SensorConfig, window: tuple[int, int]) -> Geometry:
+    """Where a centred window of ``window`` output pixels sits relative to the lens."""
+    lens = sensor.lens
+    return Geometry(
+        pixel_pitch_um=sensor.output_pitch_um,
+        focal_length_mm=lens.focal_length_mm,
+        f_number=lens.f_number,
+        readout=sensor.readout,
+        window=tuple(window),
+    )
+
+
+#: Points of the lens-shading calibration grid along the frame's shorter and longer side: the
+#: 13 × 17 mesh of Qualcomm's ISPs. On the IMX989's 4:3 binned frame its cells are 256 px square.
+LENS_SHADING_GRID = (13, 17)
+
+
+def lens_shading_maps(sensor: SensorConfig, window: tuple[int, int]) -> tuple[GainMap, ...]:
+    """The lens-shading calibration of ``sensor`` for a frame of ``window`` output pixels.
+
+    What a phone maker measures on the production line, a flat white field through the module,
+    and stores with it: for each CFA tile site, a :class:`~isp.frame.GainMap` (pitch = the tile,
+    ``top``/``left`` = the site) whose gain at each point of a :data:`LENS_SHADING_GRID` mesh is
+    the response of that site's camera channel to the white on the optical axis over its response
+    at the point. The lens model shades the scene's R, G and B (:func:`isp.optics.shading_map`),
+    which each camera channel mixes through :meth:`SensorConfig.response`, so a channel's shading
+    is that mix of the three; applied by the ``lens_shading`` stage, the maps flatten a white
+    field's falloff and colour shading alike.
+
+    The mesh spans the frame edge to edge (origin 0, spacing ``1 / (points - 1)``) in the DNG's
+    relative coordinates, where pixel row ``r`` sits at ``(r + 0.5) / height``; a point at
+    relative height ``v`` is at window row ``v · height - 0.5``. The window is placed on the
+    read-out as the capture places it (:class:`~isp.optics.Geometry`), so a crop or a binned
+    mode gets the calibration of its own pixels.
+
+    Parameters
+    ----------
+    sensor
+        The sensor model: its lens, read-out mode and CFA.
+    window
+        ``(height, width)`` of the captured frame.
+
+    Returns
+    -------
+    tuple of GainMap
+        One map per tile site in row-major order (4 for Bayer, 16 for Quad Bayer), gains on the
+        host; empty when the lens has neither relative illumination nor colour shading.
+    """
+    geometry = _geometry(sensor, window)
+    h, w = geometry.window
+    short, long = LENS_SHADING_GRID
+    points_v, points_h = (short, long) if h <= w else (long, short)
+    v, u = np.linspace(0.0, 1.0, points_v), np.linspace(0.0, 1.0, points_h)
+    cy, cx = geometry.centre
+    radius_px = np.hypot((v * h - 0.5 - cy)[:, None], (u * w - 0.5 - cx)[None, :])
+    shading = _shading_at_radius(geometry, sensor.lens.optics, radius_px)
+    if shading is None:
+        return ()
+    on_axis, at_points = shading
+    response = sensor.response()  # rows: camera R, G, B; columns: the scene's R, G, B
+    gains = ((response @ on_axis) / (at_points @ response.T)).astype(np.float32)  # (points_v, points_h, camera channel)
+    cfa = sensor.cfa
+    th, tw = cfa.tile_shape
+    return tuple(
+        GainMap(
+            top=y,
+            left=x,
+            bottom=h,
+            right=w,
+            row_pitch=th,
+            col_pitch=tw,
+            origin_v=0.0,
+            origin_h=0.0,
+            spacing_v=1.0 / (points_v - 1),
+            spacing_h=1.0 / (points_h - 1),
+            gains=np.ascontiguousarray(gains[:, :, colour]),
+        )
+        for y, row in enumerate(cfa.pattern)
+        for x, colour in enumerate(row)
+    )
+
+
+def _shading_at_radius(geometry: Geometry, optics_cfg: OpticsConfig, radius_px: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The lens's shading (R, G, B) on the optical axis and at distances ``radius_px`` from it.
+
+    Every shading model of :mod:`isp.optics` depends on the distance from the axis alone, so
+    :func:`~isp.optics.shading_map` is evaluated once along a ray rather than over the frame: on
+    a one-row read-out of ``2m + 1`` pixels centred on the axis, its pitch scaled so that its
+    k-th pixel from the centre has both the physical distance (``cos4``) and the normalised
+    radius (the polynomials) of a point ``k · step`` output pixels from the real axis, with
+    ``step`` just under one pixel. Between samples the profile is linear; points past the last
+    sample (the frame's outer corner, half a pixel beyond the corner pixel centres) extend its
+    last segment.
+
+    Returns
+    -------
+    tuple or None
+        ``(on_axis (3,), at_points (*radius_px.shape, 3))`` float64 on the host; ``None`` when the
+        lens has no shading.
+    """
+    m = math.ceil(geometry.half_diagonal_px)
+    ray_half_diagonal = 0.5 * math.hypot(1, 2 * m + 1)
+    step = geometry.half_diagonal_px / ray_half_diagonal
+    ray = Geometry(
+        pixel_pitch_um=geometry.pixel_pitch_um * step,
+        focal_length_mm=geometry.focal_length_mm,
+        f_number=geometry.f_number,
+        readout=(1, 2 * m + 1),
+        window=(1, 2 * m + 1),
+    )
+    profile = shading_map(ray, optics_cfg, np)
+    if profile is None:
+        return None
+    profile = profile[0, m:].astype(np.float64)  # (m + 1, 3): distance 0, step, 2·step, ...
+    position = radius_px / step
+    low = np.minimum(position.astype(np.int64), m - 1)
+    fraction = (position - low)[..., None]
+    return profile[0], profile[low] + fraction * (profile[low + 1] - profile[low])
 
 
 def _check_window(scene_rgb: Any, sensor: SensorConfig) -> tuple[int, int]:
@@ -343,5 +461,6 @@ def _frame(mosaic: Any, sensor: SensorConfig, exposure: Exposure) -> RawFrame:
         color_matrices=(sensor.color_matrix(),),
         source="simulation",
         noise_profile=sensor.noise_profile(),
+        gain_maps=lens_shading_maps(sensor, mosaic.shape),
     )
     return RawFrame(mosaic, sensor.cfa, black, float(white), info, domain="dn")

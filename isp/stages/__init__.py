@@ -4,7 +4,25 @@ A stage is ``fn(frame, params, ctx) -> frame`` with its parameters in a dataclas
 :mod:`isp.stages.registry`. Importing this package registers every stage.
 """
 
-from isp.stages import black_level, color_correction, demosaic, oetf, quantize, resize, tone, vignette, white_balance  # noqa: F401
+from isp.stages import (  # noqa: F401 - importing a stage module registers the stage
+    black_level,
+    color_correction,
+    color_look,
+    demosaic,
+    false_color,
+    grain,
+    lens_shading,
+    lut3d,
+    monochrome,
+    oetf,
+    quantize,
+    resize,
+    sharpen,
+    tone,
+    vignette,
+    white_balance,
+    yuv_denoise,
+)
 from isp.stages.registry import STAGES, Stage, StageContext, StageSpec, get_stage_spec, register_stage
 
 __all__ = ["STAGES", "Stage", "StageContext", "StageSpec", "get_stage_spec", "register_stage"]

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from isp.backend import Backend
-from isp.config import build, resolve_tables, tabled_fields, to_container
+from isp.config import build, check_fields, resolve_tables, tabled_fields, to_container
 from isp.errors import ConfigError
 
 __all__ = ["StageContext", "StageSpec", "Stage", "STAGES", "register_stage", "get_stage_spec", "frame_conditions"]
@@ -93,7 +93,7 @@ class Stage:
         merged: dict[str, Any] = {}
         for where, values in layers:
             plain = to_container(values) or {}
-            build(spec.params, plain, where)  # reject unknown or bad keys where they were written
+            check_fields(spec.params, plain, where, partial=True)  # reject unknown or bad keys where they were written
             merged.update(plain)
         return cls(spec, build(spec.params, merged, layers[-1][0] if layers else name))
 
