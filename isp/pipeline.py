@@ -2,7 +2,8 @@
 
 The stage order comes from the ``pipeline`` config group (``pipeline.stages``); each stage's
 parameters are its dataclass defaults, overridden by ``pipeline.params.<stage>`` and then by
-the tuning's ``tuning.params.<stage>``. Everything is validated when the pipeline is built.
+the tuning's ``tuning.params.<stage>``; ``enabled: false`` there switches a listed stage off.
+Everything is validated when the pipeline is built.
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ class Pipeline:
         first, last = self.span(wanted, start, stop)
         result = PipelineResult(output=frame)
         for stage in self.stages[first : last + 1]:
+            if not stage.enabled:
+                continue
             expected = RawFrame if stage.spec.consumes == "raw" else Image
             if not isinstance(result.output, expected):
                 raise StageError(

@@ -90,6 +90,16 @@ def test_tuning_overrides_pipeline_params():
     assert params.exposure_ev == 1.0 and params.contrast == 0.3
 
 
+def test_a_tuning_can_switch_a_listed_stage_off_and_on():
+    cfg = {"stages": ["tone", "vignette"], "params": {"vignette": {"enabled": False, "strength": 0.5}}}
+    off = Pipeline.from_config(cfg)
+    assert not off.stage("vignette").enabled and off.stage("tone").enabled
+    on = Pipeline.from_config(cfg, {"params": {"vignette": {"enabled": True}}})
+    assert on.stage("vignette").enabled and on.stage("vignette").params.strength == 0.5
+    with pytest.raises(ConfigError, match=r"tuning.params.vignette.enabled='yes': expected true or false"):
+        Pipeline.from_config(cfg, {"params": {"vignette": {"enabled": "yes"}}})
+
+
 def test_taps_start_stop_and_times():
     pipeline = _pipeline()
     raw = _raw()
@@ -97,6 +107,11 @@ def test_taps_start_stop_and_times():
     assert list(full.times_ms) == pipeline.names and all(t >= 0 for t in full.times_ms.values())
     assert full.taps["demosaic"].space == "camera" and full.taps["oetf"].transfer == "srgb"
     assert full.output.data.dtype == np.uint8
+
+    # a disabled stage passes the frame through and takes no time
+    without_tone = Pipeline([s if s.name != "tone" else s.__class__(s.spec, s.params, enabled=False) for s in pipeline.stages])
+    skipped = without_tone.run(raw, CTX)
+    assert "tone" not in skipped.times_ms and len(skipped.times_ms) == len(pipeline.names) - 1
 
     head = pipeline.run(raw, CTX, stop="demosaic")
     assert list(head.times_ms) == ["black_level", "white_balance", "demosaic"]

@@ -77,25 +77,37 @@ def get_stage_spec(name: str, where: str = "pipeline.stages") -> StageSpec:
 
 @dataclass(frozen=True)
 class Stage:
-    """A stage bound to validated parameters: ``stage(frame, ctx) -> frame``."""
+    """A stage bound to validated parameters: ``stage(frame, ctx) -> frame``.
+
+    ``enabled`` is false for a stage that the config lists but switches off (``enabled: false``
+    among its parameters): the pipeline keeps its place and passes frames through it untouched,
+    so a tuning can switch a stage on or off without rewriting the pipeline's order.
+    """
 
     spec: StageSpec
     params: Any
+    enabled: bool = True
 
     @classmethod
     def from_config(cls, name: str, layers: list[tuple[str, Mapping | None]]) -> Stage:
         """Bind stage ``name`` to parameters merged from config layers, later layers winning.
 
         ``layers`` holds ``(config path, mapping)`` pairs; every key of every layer is checked,
-        and an error names the layer the bad value came from.
+        and an error names the layer the bad value came from. The key ``enabled`` (true or false)
+        is understood by every stage.
         """
         spec = get_stage_spec(name)
         merged: dict[str, Any] = {}
+        enabled = True
         for where, values in layers:
-            plain = to_container(values) or {}
+            plain = dict(to_container(values) or {})
+            if "enabled" in plain:
+                enabled = plain.pop("enabled")
+                if not isinstance(enabled, bool):
+                    raise ConfigError(f"{where}.enabled={enabled!r}: expected true or false")
             check_fields(spec.params, plain, where, partial=True)  # reject unknown or bad keys where they were written
             merged.update(plain)
-        return cls(spec, build(spec.params, merged, layers[-1][0] if layers else name))
+        return cls(spec, build(spec.params, merged, layers[-1][0] if layers else name), enabled)
 
     @property
     def name(self) -> str:
