@@ -60,6 +60,10 @@ def shaded_frame(rng, shape=(64, 96), cfa="GRBG") -> RawFrame:
     return linear_frame(rng, shape, cfa).replace(info=info(gain_maps=maps))
 
 
+def quad_linear_frame(rng, shape=(64, 96), cfa="quad_RGGB") -> RawFrame:
+    return linear_frame(rng, shape, cfa)
+
+
 def balanced_frame(rng, shape=(64, 96), cfa="BGGR") -> RawFrame:
     return linear_frame(rng, shape, cfa).replace(wb_gains=np.array([2.0, 1.0, 1.5]))
 
@@ -87,6 +91,7 @@ STAGE_CASES = {
     "vignette": (srgb_linear, {"strength": 0.5, "falloff": 3.0}),
     "oetf": (srgb_linear, {"space": "display_p3"}),
     "lens_shading": (shaded_frame, {"strength": 0.7}),
+    "remosaic": (quad_linear_frame, {"method": "directional"}),
     "color_look": (srgb_linear, {"saturation": 1.2, "hue_shift_deg": [5, -5, 0, 10, -10, 0], "hue_lightness": [0.05, 0, 0, 0, -0.1, 0]}),
     "monochrome": (srgb_linear, {"mix": [0.5, 0.4, 0.1], "toning_highlights": [1.1, 1.0, 0.9]}),
     "lut3d": (srgb_encoded, {"path": "LOOK_CUBE", "strength": 0.8}),

@@ -16,6 +16,7 @@ from isp.stages import (  # noqa: F401 - importing a stage module registers the 
     monochrome,
     oetf,
     quantize,
+    remosaic,
     resize,
     sharpen,
     tone,
