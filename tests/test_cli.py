@@ -92,7 +92,7 @@ def test_bad_inputs_fail_in_one_line(tmp_path):
         "bad override syntax": (["sensor.iso=[1,2"], "no viable alternative at input '[1,2'"),
         "unknown stage": (["pipeline.stages=[black_level,denoise]"], "pipeline.stages[1]: unknown stage 'denoise'"),
         "unknown parameter": (["+tuning.params.tone.gamma=2"], "tuning.params.tone.gamma: unknown parameter"),
-        "out of range": (["tuning.params.tone.contrast=3"], "tuning.params.tone.contrast=3.0 is out of range [0, 1]"),
+        "out of range": (["tuning.params.tone.contrast=3"], "tuning.params.tone.contrast=3.0 is out of range [-0.5, 1]"),
         "missing raw file": (["scene=raw_file", f"scene.path={tmp_path / 'none.dng'}"], "none.dng: no such file"),
         "corrupt raw file": (["scene=raw_file", f"scene.path={corrupt}"], "corrupt.dng: not a raw file rawpy can read"),
         "image not RGB": (["scene=image", f"scene.path={grey}"], "grey.png: is not an RGB image"),

@@ -74,10 +74,10 @@ def test_unknown_stage_and_parameters_are_named():
         _pipeline(stages=["black_level", "denoise"])
     with pytest.raises(ConfigError, match="pipeline.params.demosaic.methd: unknown parameter"):
         _pipeline(params={"demosaic": {"methd": "bilinear"}})
-    with pytest.raises(ConfigError, match=r"tuning.params.tone.contrast=2.0 is out of range \[0, 1\]"):
+    with pytest.raises(ConfigError, match=r"tuning.params.tone.contrast=2.0 is out of range \[-0.5, 1\]"):
         Pipeline.from_config({"stages": ["tone"]}, {"params": {"tone": {"contrast": 2.0}}})
-    with pytest.raises(ConfigError, match="tuning.params.sharpen: unknown stage 'sharpen'"):
-        Pipeline.from_config({"stages": ["tone"]}, {"params": {"sharpen": {}}})
+    with pytest.raises(ConfigError, match="tuning.params.sharpn: unknown stage 'sharpn'"):
+        Pipeline.from_config({"stages": ["tone"]}, {"params": {"sharpn": {}}})
     with pytest.raises(ConfigError, match="stage 'tone' is listed more than once"):
         _pipeline(stages=["tone", "tone"])
 

@@ -12,6 +12,7 @@ from isp.stages import (  # noqa: F401 - importing a stage module registers the 
     false_color,
     grain,
     lens_shading,
+    local_tone,
     lut3d,
     monochrome,
     oetf,

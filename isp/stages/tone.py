@@ -1,38 +1,219 @@
-"""Global tone: exposure compensation and a contrast S-curve.
+"""Global tone: exposure compensation and a parametric filmic S-curve.
 
-Input and output: an Image in linear sRGB. The S-curve acts on the sRGB-encoded value ``u``,
-``(1 - c)·u + c·(3u² - 2u³)``, so that contrast pivots about the perceptual mid-tone and
-black and white stay fixed; ``contrast = 0`` is the identity. Values are clipped to [0, 1]
-where the curve is applied.
+Stage ``tone``. Input: an Image in linear sRGB, scene-referred (values above 1 are allowed).
+Output: an Image in linear sRGB, display-referred, float32, clipped to [0, 1].
+
+The frame is first multiplied by ``2**exposure_ev`` (plus the frame's DNG BaselineExposure when
+``use_baseline_exposure``), then passed through the curve of :func:`tone_curve`.
+
+The curve
+---------
+Three knots: the black point ``b`` maps to 0, the mid-grey ``pivot`` maps to itself and the
+white ``w`` maps to 1. Between them sit two rational-quadratic Hermite segments (Gregory and
+Delbourgo 1982), toe ``[b, pivot]`` and shoulder ``[pivot, w]``, given their end values and end
+slopes. Such a segment is monotone for any non-negative end slopes and reduces to the straight
+line when both slopes equal its secant, so the curve is
+
+- monotone non-decreasing and C1 on ``[b, w]`` (one slope is shared at the pivot), for every
+  setting the parameter ranges allow;
+- the identity on [0, 1] when every control is at its default.
+
+The slopes are what the controls set, with ``Δt = pivot / (pivot - b)`` and
+``Δs = (1 - pivot) / (w - pivot)`` the toe and shoulder secants:
+
+- at the pivot: ``1 + contrast``;
+- at the black point: ``Δt · (1 + shadows) / (1 + contrast)``: contrast deepens the toe, positive
+  ``shadows`` lifts it, ``shadows = -1`` makes it flat at black;
+- at the white: ``Δs · (1 - highlights) / (1 + contrast)``.
+
+``black_point`` is the input level shown as black: positive crushes the shadows below it, negative
+lifts black (input 0 comes out as a dark grey, a matte look). ``highlights > 0`` recovers highlights:
+the white moves up to ``white_point · 2**highlights`` (up to one stop of headroom above the white
+point, room for what exposure or the colour matrix pushed past 1) and the shoulder flattens into it,
+fully at 1, so that highlights roll off instead of meeting a hard clip. ``highlights < 0`` keeps the
+white and steepens the approach to it (a harder, more linear shoulder). Below ``b`` the curve is 0,
+above ``w`` it is 1.
+
+Modes
+-----
+``rgb``
+    The curve on each channel: contrast raises saturation a little and bright saturated colours
+    drift towards white as their channels reach the shoulder, as film does.
+``luminance``
+    The curve on the luminance ``Y`` (sRGB/Rec. 709 weights); each channel is scaled by
+    ``(f(Y) - f(0)) / Y`` and ``f(0)`` (the black lift) is added, so the ratios R:G:B, and with
+    them hue and saturation, are kept. A pixel the scaling takes past 1 is scaled back into range
+    as a whole (its luminance drops rather than its hue turning).
+
+The curve is evaluated through a 4096-entry table, interpolated linearly, indexed by the square
+root of the input so that the shadows get most of the entries: over the parameter ranges it stays
+within 2.5e-6 of the exact curve (0.2 % relative at outputs above 1e-3). With every control at its
+default the table is skipped, and the stage is exposure and the clip alone.
+
+References
+----------
+J. A. Gregory and R. Delbourgo, "Piecewise rational quadratic interpolation to monotonic data",
+IMA Journal of Numerical Analysis 2 (1982), 123-130.
+Adobe, Digital Negative (DNG) Specification 1.6, BaselineExposure (tag 50730).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from isp.config import param
+import numpy as np
+
+from isp.backend import array_module
+from isp.colorimetry import SRGB_TO_XYZ
+from isp.config import Table, param
+from isp.errors import ConfigError
 from isp.frame import Image
-from isp.stages.oetf import srgb_eotf, srgb_oetf
 from isp.stages.registry import StageContext, register_stage
 
-__all__ = ["ToneParams", "tone"]
+__all__ = ["ToneParams", "tone", "tone_curve", "curve_knots", "luminance", "LUT_SIZE"]
+
+#: Entries of the table the stage evaluates the curve through.
+LUT_SIZE = 4096
+
+#: Luminance weights of linear sRGB (the Y row of its RGB-to-XYZ matrix).
+_LUMA = tuple(float(v) for v in SRGB_TO_XYZ[1])
 
 
 @dataclass(frozen=True)
 class ToneParams:
     exposure_ev: float = param(0.0, range=(-8.0, 8.0), unit="EV", doc="exposure compensation (a gain of 2**ev on linear light)")
     use_baseline_exposure: bool = param(True, doc="add the frame's baseline exposure (DNG BaselineExposure)")
-    contrast: float = param(0.0, range=(0.0, 1.0), doc="strength of the S-curve about the mid-tone; 0 leaves tones as they are")
+    contrast: float = param(
+        0.0,
+        range=(-0.5, 1.0),
+        table="iso",
+        doc="slope of the curve at the pivot minus 1: 0.3 makes mid-tones 30 % steeper, negative flattens; 0 leaves tones as they are",
+    )
+    pivot: float = param(0.18, range=(0.05, 0.5), unit="linear", doc="mid-grey level the contrast turns about; it maps to itself")
+    shadows: float = param(
+        0.0, range=(-1.0, 1.0), table="iso", doc="toe: positive lifts the shadows, negative deepens them (-1: flat at black)"
+    )
+    highlights: float = param(
+        0.0,
+        range=(-1.0, 1.0),
+        doc="shoulder: positive recovers highlights (white moves up to white_point·2**highlights and is reached softly), negative hardens the shoulder",
+    )
+    black_point: float = param(
+        0.0, range=(-0.05, 0.04), unit="linear", doc="input level shown as black: positive crushes the shadows, negative lifts black"
+    )
+    white_point: float = param(1.0, range=(0.6, 16.0), unit="linear", doc="input level shown as white (before the highlight headroom)")
+    mode: str = param("rgb", choices=("rgb", "luminance"), doc="apply the curve to each channel, or to luminance keeping the RGB ratios")
+
+
+def curve_knots(params: ToneParams) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """The curve's knots ``(black, pivot, white)`` in input units and its slopes there.
+
+    Examples
+    --------
+    >>> curve_knots(ToneParams(contrast=1.0))
+    ((0.0, 0.18, 1.0), (0.5, 2.0, 0.5))
+    """
+    for name in ("contrast", "shadows", "highlights"):
+        if isinstance(getattr(params, name), Table):
+            raise ConfigError(f"tone.{name} is a tuning table; resolve it at an ISO first (isp.config.resolve_tables)")
+    c, s, h, p = params.contrast, params.shadows, params.highlights, params.pivot
+    b = params.black_point
+    w = params.white_point * 2.0 ** max(h, 0.0)
+    if not b < p < w:
+        raise ConfigError(f"tone: need black_point < pivot < white, got {b} < {p} < {w}")
+    toe_secant = p / (p - b)
+    shoulder_secant = (1.0 - p) / (w - p)
+    slopes = (toe_secant * (1.0 + s) / (1.0 + c), 1.0 + c, shoulder_secant * (1.0 - h) / (1.0 + c))
+    return (b, p, w), slopes
+
+
+def _rational_quadratic(x: Any, x0: float, x1: float, y0: float, y1: float, d0: float, d1: float) -> Any:
+    """The monotone rational-quadratic Hermite segment through ``(x0, y0)``, ``(x1, y1)`` with end slopes ``d0``, ``d1``."""
+    secant = (y1 - y0) / (x1 - x0)
+    t = (x - x0) / (x1 - x0)
+    tt = t * (1.0 - t)
+    # the denominator is at least secant/2 for non-negative slopes, so it never vanishes
+    return y0 + (y1 - y0) * (secant * t * t + d0 * tt) / (secant + (d0 + d1 - 2.0 * secant) * tt)
+
+
+def tone_curve(x: Any, params: ToneParams) -> Any:
+    """The tone curve alone (no exposure), evaluated exactly; for plots and for the stage's table.
+
+    Parameters
+    ----------
+    x
+        Linear input values, any shape, NumPy or CuPy; any real value (outside the black and
+        white points the curve is 0 and 1).
+    params
+        The tone parameters, with tuning tables already resolved at an ISO.
+
+    Returns
+    -------
+    Display-referred linear values in [0, 1], same shape, device and float dtype as ``x``.
+
+    Examples
+    --------
+    >>> tone_curve(np.array([0.0, 0.18, 0.5, 1.0]), ToneParams()).tolist()
+    [0.0, 0.18, 0.5, 1.0]
+    >>> bool(tone_curve(np.array([1.0]), ToneParams(highlights=0.5))[0] < 1.0)
+    True
+    """
+    xp = array_module(x)
+    (b, p, w), (db, dp, dw) = curve_knots(params)
+    xc = xp.clip(x, b, w)
+    toe = _rational_quadratic(xp.minimum(xc, p), b, p, 0.0, p, db, dp)
+    shoulder = _rational_quadratic(xp.maximum(xc, p), p, w, p, 1.0, dp, dw)
+    out = xp.where(xc <= p, toe, shoulder)
+    return xp.clip(out, 0.0, 1.0).astype(xp.result_type(x, xp.float32), copy=False)
+
+
+def luminance(rgb: Any) -> Any:
+    """Relative luminance ``Y`` of linear sRGB ``(..., 3)`` (Rec. 709 weights), on the array's device and in its dtype."""
+    r, g, b = (rgb.dtype.type(v) for v in _LUMA)
+    return rgb[..., 0] * r + rgb[..., 1] * g + rgb[..., 2] * b
+
+
+def _is_identity(params: ToneParams) -> bool:
+    return (params.contrast, params.shadows, params.highlights, params.black_point, params.white_point) == (0.0, 0.0, 0.0, 0.0, 1.0)
+
+
+def _curve_table(params: ToneParams) -> tuple[np.ndarray, float, float]:
+    """Curve values at ``b + (w - b)·u²`` for ``u`` on a uniform grid of :data:`LUT_SIZE` points, with ``b`` and ``w``."""
+    (b, _, w), _ = curve_knots(params)
+    u = np.linspace(0.0, 1.0, LUT_SIZE)
+    return tone_curve(b + (w - b) * u * u, params).astype(np.float32), b, w
+
+
+def _apply_table(x: Any, table: Any, b: float, w: float) -> Any:
+    xp = array_module(x)
+    last = LUT_SIZE - 1
+    u = xp.sqrt(xp.clip((x - np.float32(b)) * np.float32(1.0 / (w - b)), 0.0, 1.0)) * np.float32(last)
+    i = xp.clip(u.astype(xp.int32), 0, last - 1)  # a NaN casts to an arbitrary integer; it stays NaN through frac
+    frac = u - i.astype(xp.float32)
+    lo = table[i]
+    return lo + frac * (table[i + 1] - lo)
 
 
 @register_stage("tone", ToneParams, consumes="image")
 def tone(image: Image, params: ToneParams, ctx: StageContext) -> Image:
-    """Apply exposure compensation and a contrast S-curve to linear sRGB."""
+    """Apply exposure compensation and the filmic tone curve to linear sRGB."""
     image.require("tone", space="srgb", transfer="linear")
+    xp = ctx.backend.xp
     ev = params.exposure_ev + (image.info.baseline_exposure_ev if params.use_baseline_exposure else 0.0)
     data = image.data * image.data.dtype.type(2.0**ev) if ev else image.data
-    if params.contrast:
-        c = params.contrast
-        u = srgb_oetf(data)
-        data = srgb_eotf((1.0 - c) * u + c * (u * u * (3.0 - 2.0 * u)))
-    return image.replace(data=data)
+    if _is_identity(params):
+        return image.replace(data=xp.clip(data, 0.0, 1.0))
+    host_table, b, w = _curve_table(params)
+    table = ctx.backend.asarray(host_table)
+    if params.mode == "rgb":
+        return image.replace(data=_apply_table(data, table, b, w))
+    luma = luminance(data)
+    black = float(_apply_table(np.zeros(1, np.float32), host_table, b, w)[0])  # f(0): the black lift, 0 unless black_point < 0
+    luma_pos = xp.maximum(luma, 0.0)
+    # the ratio is bounded by the curve's steepest slope, so near-black pixels get no runaway gain
+    ratio = (_apply_table(luma_pos, table, b, w) - np.float32(black)) / xp.maximum(luma_pos, np.float32(1e-8))
+    out = data * ratio[..., None] + np.float32(black)
+    peak = xp.maximum(xp.maximum(xp.maximum(out[..., 0], out[..., 1]), out[..., 2]), np.float32(1.0))
+    out /= peak[..., None]
+    return image.replace(data=xp.clip(out, 0.0, 1.0, out=out))
