@@ -34,6 +34,8 @@ __all__ = [
     "XYZ_to_xy",
     "bradford",
     "xy_to_cct",
+    "xy_to_cct_duv",
+    "cct_duv_to_xy",
     "EXIF_LIGHT_SOURCES",
     "light_source",
     "XYZ_to_Lab",
@@ -81,6 +83,16 @@ def bradford(source_xy: np.ndarray, target_xy: np.ndarray) -> np.ndarray:
 def xy_to_cct(xy: np.ndarray) -> float:
     """Correlated colour temperature (K) of a chromaticity, McCamy's 1992 approximation."""
     return float(colour.xy_to_CCT(np.asarray(xy, dtype=np.float64), method="McCamy 1992"))
+
+
+def xy_to_cct_duv(xy: np.ndarray) -> np.ndarray:
+    """``[CCT (K), Δuv]`` of a chromaticity: temperature and distance from the Planckian locus (Ohno 2013)."""
+    return np.asarray(colour.uv_to_CCT(colour.xy_to_UCS_uv(np.asarray(xy, dtype=np.float64)), method="Ohno 2013"))
+
+
+def cct_duv_to_xy(cct_duv: np.ndarray) -> np.ndarray:
+    """The chromaticity of ``[CCT (K), Δuv]``, the inverse of :func:`xy_to_cct_duv`."""
+    return np.asarray(colour.UCS_uv_to_xy(colour.CCT_to_uv(np.asarray(cct_duv, dtype=np.float64), method="Ohno 2013")))
 
 
 #: EXIF / DNG LightSource codes: (name, CCT in kelvin used for matrix interpolation). The
