@@ -32,6 +32,7 @@ References
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +40,11 @@ from typing import Any
 import numpy as np
 from scipy.optimize import least_squares
 
+from omegaconf import DictConfig, open_dict
+
 from isp import colorimetry
 from isp.backend import to_host
+from isp.config import compose, param
 from isp.errors import ConfigError, StageError
 from isp.frame import Image, RawFrame
 from isp.metrics.colorchecker import patch_means
@@ -57,6 +61,7 @@ __all__ = [
     "colorchecker_patches",
     "chart_camera_rgb",
     "ChartFit",
+    "CcmFitSettings",
     "ccm_from_chart",
     "fit_ccm_from_run",
 ]
@@ -337,8 +342,23 @@ def ccm_from_chart(
     )
 
 
+@dataclass(frozen=True)
+class CcmFitSettings:
+    """The ``experiment=ccm_fit`` config: how to fit a CCM to the run's ColorChecker."""
+
+    kind: str = param("ccm_fit", choices=("ccm_fit",))
+    objective: str = param("de2000", choices=CCM_OBJECTIVES, doc="colour difference minimised: CIEDE2000, CIELAB distance, or linear RGB")
+    balance: str = param("fit", choices=CHART_BALANCES, doc="fit: take the white from the chart; frame: the frame's as-shot neutral")
+    preserve_white: bool = param(True, doc="rows sum to 1, so white stays white and the white balance alone sets it")
+    chart_corners: list[list[float]] | None = param(
+        None, shape=(4, 2), range=(0, None), unit="px", doc="for a raw file: [row, col] centres of the dark-skin, bluish-green, white and black patches"
+    )
+    patch_px: int | None = param(None, range=(2, None), unit="px", doc="for a raw file: side of the box measured on each patch")
+    fraction: float | None = param(None, range=(0.05, 1.0), doc="central part of each patch measured; null: the run's patch_fraction, or 1 for patch_px boxes")
+
+
 def fit_ccm_from_run(
-    overrides: Sequence[str] = (),
+    cfg: Any = None,
     *,
     chart_corners: Any = None,
     patch_px: int | None = None,
@@ -349,14 +369,14 @@ def fit_ccm_from_run(
 ) -> dict[str, Any]:
     """Fit a CCM to the ColorChecker of one run; the result is ready to write as YAML.
 
-    The run is composed from ``overrides`` as on the command line and stopped after
-    ``black_level``; the chart is measured on the linear mosaic.
+    The run is stopped after ``black_level``, or after ``lens_shading`` (at full strength) when
+    the pipeline has it; the chart is measured on the linear mosaic.
 
     Parameters
     ----------
-    overrides
-        Hydra overrides, e.g. ``["sensor=imx766", "sensor.iso=400"]`` for a simulated chart, or
-        ``["scene=raw_file", "scene.path=chart.dng"]`` for a photograph of one.
+    cfg
+        A composed config, or Hydra overrides, e.g. ``["sensor=imx766", "sensor.iso=400"]`` for
+        a simulated chart, or ``["scene=raw_file", "scene.path=chart.dng"]`` for a photograph of one.
     chart_corners, patch_px
         For a raw file: the chart's corner patch centres and box side (:func:`colorchecker_patches`).
         A simulated ColorChecker scene knows its patches.
@@ -376,7 +396,6 @@ def fit_ccm_from_run(
     (max 1), the white balance the matrix was fitted with.
     """
     from isp.api import Simulation  # noqa: PLC0415 - the API imports the stages; keep this module light
-    from isp.config import compose  # noqa: PLC0415
 
     if objective not in CCM_OBJECTIVES or balance not in CHART_BALANCES:
         raise ConfigError(
@@ -385,7 +404,18 @@ def fit_ccm_from_run(
         )
     if chart_corners is not None and patch_px is None:
         raise ConfigError("fit_ccm_from_run: chart_corners needs patch_px, the side of the box measured on each patch")
-    simulation = Simulation(compose([*overrides, "pipeline.start=null", "pipeline.stop=black_level"]))
+    if not isinstance(cfg, DictConfig):
+        cfg = compose(list(cfg or ()))
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        # measure after the lens-shading correction at full strength when the pipeline has one,
+        # so that the chart's colours are not tinted by colour shading
+        shading = "lens_shading" in (cfg.pipeline.get("stages") or [])
+        cfg.pipeline.start, cfg.pipeline.stop, cfg.pipeline.taps = None, "lens_shading" if shading else "black_level", []
+        if shading:
+            cfg.tuning.params = cfg.tuning.get("params") or {}
+            cfg.tuning.params.lens_shading = {"enabled": True, "strength": 1.0}
+    simulation = Simulation(cfg)
     if chart_corners is None and simulation.scene_params.kind != "colorchecker":
         raise ConfigError(
             f"fit_ccm_from_run: the run's scene is {simulation.scene_params.kind!r}, not a ColorChecker; "

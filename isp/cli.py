@@ -25,10 +25,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from isp.api import Simulation, SimulationResult, emva
 from isp.backend import to_host
-from isp.config import HYDRA_VERSION_BASE
+from isp.calibration import CcmFitSettings, fit_ccm_from_run
+from isp.config import HYDRA_VERSION_BASE, build
 from isp.errors import InputError, IspError
 from isp.frame import Image, orient
-from isp.io import write_json, write_npy, write_png8, write_tiff16
+from isp.io import write_json, write_npy, write_png8, write_tiff16, write_yaml
 from isp.metrics.emva import plot as plot_emva
 from isp.paths import config_dir
 from isp.stages.oetf import srgb_oetf
@@ -68,6 +69,28 @@ def _task(cfg: DictConfig) -> None:
 
 
 def _experiment(cfg: DictConfig, run_dir: Path) -> None:
+    """Run the configured experiment instead of a simulation."""
+    kind = cfg.experiment.get("kind")
+    if kind == "ccm_fit":
+        _ccm_fit(cfg, run_dir)
+    else:
+        _emva(cfg, run_dir)
+
+
+def _ccm_fit(cfg: DictConfig, run_dir: Path) -> None:
+    """``experiment=ccm_fit``: fit a CCM to the run's ColorChecker; ``ccm.yaml``."""
+    try:
+        settings = build(CcmFitSettings, cfg.experiment, "experiment")
+        fit = fit_ccm_from_run(cfg, **{k: v for k, v in vars(settings).items() if k != "kind"})
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = write_yaml(run_dir / "ccm.yaml", {"color_correction": {"matrix": fit.pop("matrix")}, "fit": fit})
+    except IspError as exc:
+        _fail(run_dir, str(exc))
+    log.info("CCM fitted to %s: CIEDE2000 mean %.2f, max %.2f", fit["source"], fit["mean_de2000"], fit["max_de2000"])
+    log.info("wrote %s; paste its color_correction block under tuning.params", path)
+
+
+def _emva(cfg: DictConfig, run_dir: Path) -> None:
     """``experiment=emva``: the simulated EMVA 1288 measurement; ``emva.json`` and plots."""
     try:
         measurement = emva(cfg)

@@ -118,6 +118,19 @@ def test_default_run_has_no_arguments(tmp_path):
     assert (metrics_path.parent / "image.png").exists()
 
 
+def test_ccm_fit_experiment_writes_a_matrix_a_tuning_can_use(tmp_path):
+    from omegaconf import OmegaConf
+
+    run_dir = tmp_path / "ccm"
+    proc = isp_sim("experiment=ccm_fit", "sensor=generic_bayer", "scene.size=[120,160]", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    fitted = OmegaConf.to_container(OmegaConf.load(run_dir / "ccm.yaml"))
+    matrix = np.asarray(fitted["color_correction"]["matrix"])
+    np.testing.assert_allclose(matrix.sum(axis=1), 1.0, atol=1e-5)  # white stays white
+    assert fitted["fit"]["mean_de2000"] < 1.0 and fitted["fit"]["objective"] == "de2000"
+    assert not (run_dir / "image.png").exists()
+
+
 def test_emva_experiment_writes_figures_and_plots(tmp_path):
     run_dir = tmp_path / "emva"
     proc = isp_sim(

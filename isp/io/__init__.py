@@ -1,6 +1,6 @@
 """File input and output: raw files in, images and reports out."""
 
-from isp.io.images import atomic_path, read_image, write_json, write_npy, write_png8, write_tiff16
+from isp.io.images import atomic_path, read_image, write_json, write_npy, write_png8, write_tiff16, write_yaml
 from isp.io.raw import read_raw
 
-__all__ = ["read_raw", "read_image", "atomic_path", "write_png8", "write_tiff16", "write_json", "write_npy"]
+__all__ = ["read_raw", "read_image", "atomic_path", "write_png8", "write_tiff16", "write_json", "write_npy", "write_yaml"]

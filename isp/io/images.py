@@ -19,7 +19,7 @@ import numpy as np
 
 from isp.errors import InputError
 
-__all__ = ["read_image", "atomic_path", "write_png8", "write_tiff16", "write_json", "write_npy"]
+__all__ = ["read_image", "atomic_path", "write_png8", "write_tiff16", "write_json", "write_npy", "write_yaml"]
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -129,6 +129,15 @@ def write_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
     """Write an array as ``.npy``."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, array)
+    return Path(path)
+
+
+def write_yaml(path: str | os.PathLike, data: Any) -> Path:
+    """Write plain data (mappings, lists, numbers, strings) as YAML, in the order given."""
+    from omegaconf import OmegaConf  # noqa: PLC0415 - Hydra's YAML writer; no extra dependency
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(data)))
     return Path(path)
 
 
