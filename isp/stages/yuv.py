@@ -28,7 +28,7 @@ from isp.backend import array_module
 from isp.errors import StageError
 from isp.frame import Image
 
-__all__ = ["KR", "KB", "KG", "YCBCR_SPACES", "rgb_to_ycbcr", "ycbcr_to_rgb", "add_ycbcr", "require_encoded_rgb"]
+__all__ = ["KR", "KB", "KG", "YCBCR_SPACES", "rgb_to_ycbcr", "ycbcr_planes", "ycbcr_to_rgb", "add_ycbcr", "require_encoded_rgb"]
 
 #: BT.709 luma weights of red and blue; green's makes the three sum to one.
 KR = 0.2126
@@ -65,6 +65,23 @@ def rgb_to_ycbcr(rgb: Any) -> tuple[Any, Any, Any]:
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     y = KR * r + KG * g + KB * b
     return y, (b - y) * (1.0 / _CB_SCALE), (r - y) * (1.0 / _CR_SCALE)
+
+
+def ycbcr_planes(rgb: Any) -> Any:
+    """:func:`rgb_to_ycbcr` as one ``(3, H, W)`` array ``[Y', Cb, Cr]``, in one matrix product.
+
+    Reading the interleaved R'G'B' once, instead of once per strided channel slice, makes this
+    several times faster on large images; the values agree with :func:`rgb_to_ycbcr` to rounding.
+
+    Parameters
+    ----------
+    rgb
+        ``(H, W, 3)`` float array (NumPy or CuPy), sRGB-encoded.
+    """
+    xp = array_module(rgb)
+    rows = ((KR, KG, KB), (-KR / _CB_SCALE, -KG / _CB_SCALE, (1.0 - KB) / _CB_SCALE), ((1.0 - KR) / _CR_SCALE, -KG / _CR_SCALE, -KB / _CR_SCALE))
+    matrix = xp.asarray(rows, dtype=rgb.dtype)
+    return xp.matmul(matrix, rgb.reshape(-1, 3).T).reshape(3, *rgb.shape[:2])
 
 
 def ycbcr_to_rgb(y: Any, cb: Any, cr: Any) -> Any:

@@ -2,35 +2,49 @@
 
 Input and output: an Image with sRGB transfer (colour space sRGB or Display P3), float32 in
 [0, 1]; the output is clipped to [0, 1]. Luma and chroma are split with the full-range BT.709
-matrix of :mod:`isp.stages.yuv`.
+matrix of :mod:`isp.stages.yuv`. Both filters are guided filters (He, Sun and Tang): in every
+square window the output is a linear function ``a·I + b`` of a guide image ``I``, fitted by
+least squares with the regularisation ``ε a²``, and a pixel takes the mean of the ``a`` and ``b``
+of the windows that cover it. Box sums make the cost a fixed number of passes whatever the radius.
 
 Luma
-    A bilateral filter on ``Y'``: a Gaussian window of spatial sigma ``luma_radius_px`` whose
-    weights fall with the luma difference to the centre pixel, range sigma ``luma_sigma``
-    (code values). Differences well below ``luma_sigma`` (noise) are averaged away; edges well
-    above it are kept.
+    ``Y'`` guided by itself in ``(2·luma_radius_px + 1)²`` windows with ``ε = luma_sigma²``:
+    where the luma's standard deviation over a window is well below ``luma_sigma`` (noise) the
+    window is averaged (``a → 0``); where it is well above (an edge, texture) it is kept
+    (``a → 1``).
 Chroma
-    A joint bilateral filter on ``Cb, Cr`` with a wider window (``chroma_radius_px``) and a
-    range term on the chroma difference (``chroma_sigma``) and one on the denoised luma
-    (``chroma_edge_sigma``): low-frequency colour blotches, which phone users see at high ISO
-    and which eyes forgive far less than fine luma grain, are averaged out, while chroma stops at
-    luma edges instead of bleeding across them.
+    Low-frequency colour blotches, which phone users see at high ISO and which eyes forgive far
+    less than fine luma grain, are averaged over a much larger window, from the statistics of
+    4 × 4-pixel block means (:data:`CHROMA_BLOCK_PX`: He and Sun's fast guided filter, on chroma
+    subsampled as phone ISPs hold it). Each of ``Cb``, ``Cr`` is guided by two channels with
+    ``ε = 1``: the denoised luma divided by ``chroma_edge_sigma`` and the chroma plane itself
+    divided by ``chroma_sigma``. Colour is averaged where, over the window, the block luma varies
+    by well under ``chroma_edge_sigma`` and the block chroma by well under ``chroma_sigma``; at a
+    luma edge the chroma follows the luma's linear model instead of bleeding across it, and a
+    colour edge standing well above ``chroma_sigma`` (even one without a luma edge) stays. The
+    coefficient maps, smooth by construction, are upsampled bilinearly between block centres and
+    applied to the full-resolution luma and chroma, so edges stay as sharp as the luma's.
 
-Both filters are truncated at three spatial sigmas (the window of ``scipy.ndimage``'s
-``truncate=3``) and mirror the border (``d c b a | a b c d``). With range sigmas far above every
-difference in the image they become Gaussian blurs; a range sigma of 0 leaves that part of the
-image untouched. ``luma_sigma``, ``chroma_sigma`` and both radii can be tuning tables by ISO.
+With sigmas far above every variation in the image both filters become box blurs: the luma a
+``(2r + 1)``-pixel box applied twice, the chroma a block mean, a ``(2r' + 1)``-block box applied
+twice (``r'`` the radius in blocks) and the bilinear upsampling. A sigma of 0 leaves that part
+untouched; ``luma_sigma``, ``chroma_sigma`` and ``chroma_edge_sigma`` may be tuning tables by
+ISO. Borders are mirrored (``d c b a | a b c d``, scipy's ``reflect``); a frame whose sides are
+not multiples of 4 is mirrored out to whole blocks and cropped back.
+
+On the CPU the full-resolution passes run in strips of :data:`CPU_STRIP_ROWS` rows with a
+mirrored halo, so that their planes stay in cache; the pixels do not depend on the strips.
 
 References
 ----------
-C. Tomasi, R. Manduchi, "Bilateral filtering for gray and color images", ICCV 1998.
-G. Petschnigg et al., "Digital photography with flash and no-flash image pairs", SIGGRAPH 2004
-(the joint bilateral filter, a range term taken from a second, cleaner image).
+K. He, J. Sun, X. Tang, "Guided image filtering", IEEE TPAMI 35 (2013), pp. 1397-1409
+(ECCV 2010): Algorithm 1, and eq. 19-21 for a guide of several channels.
+K. He, J. Sun, "Fast guided filter", arXiv:1505.00996 (2015): the coefficients computed on
+subsampled images and upsampled bilinearly.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,71 +52,204 @@ from isp.backend import array_module
 from isp.config import param
 from isp.frame import Image
 from isp.stages.registry import StageContext, register_stage
-from isp.stages.yuv import add_ycbcr, require_encoded_rgb, rgb_to_ycbcr
+from isp.stages.yuv import require_encoded_rgb, ycbcr_planes, ycbcr_to_rgb
 
-__all__ = ["YuvDenoiseParams", "yuv_denoise", "joint_bilateral"]
+__all__ = ["CHROMA_BLOCK_PX", "CPU_STRIP_ROWS", "YuvDenoiseParams", "yuv_denoise"]
+
+#: Side of the pixel blocks whose means the chroma filter takes its statistics from.
+CHROMA_BLOCK_PX = 4
+
+#: Rows per strip on the CPU, a multiple of :data:`CHROMA_BLOCK_PX`: the planes of a strip stay in
+#: the processor's caches, which about halves the time of the full-resolution passes (they are
+#: bound by memory traffic); a GPU takes the image in one strip.
+CPU_STRIP_ROWS = 32
 
 
 @dataclass(frozen=True)
 class YuvDenoiseParams:
     luma_sigma: float = param(
         0.02, range=(0.0, 1.0), unit="code value", table="iso",
-        doc="range sigma of the luma bilateral filter: luma steps well below it are smoothed, edges well above it kept; 0 turns luma denoise off",
+        doc="luma standard deviation over a window below which the window is smoothed and above which it is kept (ε = luma_sigma²); 0 turns luma denoise off",
     )
-    luma_radius_px: float = param(1.0, range=(0.3, 4.0), unit="px", table="iso", doc="spatial Gaussian sigma of the luma filter")
+    luma_radius_px: int = param(1, range=(1, 4), unit="px", doc="radius of the luma filter's square window, (2r + 1)² pixels")
     chroma_sigma: float = param(
-        0.05, range=(0.0, 1.0), unit="code value", table="iso",
-        doc="range sigma on the Cb, Cr difference of the chroma filter; 0 turns chroma denoise off",
+        0.02, range=(0.0, 1.0), unit="code value", table="iso",
+        doc="Cb, Cr standard deviation (of 4x4-block means, over a window) below which colour is averaged and above which a colour edge is kept; 0 turns chroma denoise off",
     )
-    chroma_radius_px: float = param(
-        2.0, range=(0.3, 4.0), unit="px", table="iso", doc="spatial Gaussian sigma of the chroma filter (wider than luma's: colour blotches are coarse)"
+    chroma_radius_px: int = param(
+        8, range=(4, 32), unit="px",
+        doc="radius of the chroma filter's square window, rounded to whole 4-pixel blocks (halves up); wider than luma's since colour blotches are coarse",
     )
     chroma_edge_sigma: float = param(
-        0.05, range=(0.001, 1.0), unit="code value",
-        doc="luma difference over which the chroma filter stops averaging, so colour does not bleed across luma edges",
+        0.02, range=(0.005, 1.0), unit="code value", table="iso",
+        doc="luma standard deviation (of 4x4-block means, over a window) above which chroma follows the luma edge instead of being averaged across it",
     )
 
 
-def joint_bilateral(values: list[Any], guides: list[tuple[Any, float]], spatial_sigma_px: float) -> list[Any]:
-    """Filter planes with one set of bilateral weights taken from guide planes.
+def _box_sum(x: Any, radius: int) -> Any:
+    """Sums over the ``(2 radius + 1)²`` windows wholly inside ``x``: shape ``(h - 2r, w - 2r)``."""
+    n = 2 * radius + 1
+    h, w = x.shape
+    rows = x[: h - n + 1] + x[1 : h - n + 2]
+    for k in range(2, n):
+        rows += x[k : h - n + 1 + k]
+    sums = rows[:, : w - n + 1] + rows[:, 1 : w - n + 2]
+    for k in range(2, n):
+        sums += rows[:, k : w - n + 1 + k]
+    return sums
+
+
+def _with_halo(plane: Any, start: int, stop: int, halo: int) -> Any:
+    """Rows ``start - halo`` to ``stop + halo`` of ``plane`` and ``halo`` more columns each side, mirrored past its borders."""
+    h = plane.shape[0]
+    rows = plane[max(0, start - halo) : min(h, stop + halo)]
+    pad = ((max(0, halo - start), max(0, stop + halo - h)), (halo, halo))
+    return array_module(plane).pad(rows, pad, mode="symmetric")
+
+
+def _mirror(x: Any, pad: int) -> Any:
+    return array_module(x).pad(x, pad, mode="symmetric")
+
+
+def _luma_guided_filter(luma: Any, sigma: float, radius: int) -> Any:
+    """The self-guided filter, ``ε = sigma²``, of the interior of a plane with a ``2 radius`` halo."""
+    xp = array_module(luma)
+    inv_n = 1.0 / (2 * radius + 1) ** 2
+    mean = _box_sum(luma, radius)
+    mean *= inv_n
+    var = _box_sum(luma * luma, radius)
+    var *= inv_n
+    var -= mean * mean
+    xp.maximum(var, 0.0, out=var)  # E[y²] - E[y]² can round below zero in a flat window
+    a = var / (var + sigma * sigma)
+    mean -= a * mean  # now b = (1 - a) mean
+    halo = 2 * radius
+    out = _box_sum(a, radius)
+    out *= luma[halo:-halo, halo:-halo]
+    out += _box_sum(mean, radius)
+    out *= inv_n
+    return out
+
+
+def _block_means(plane: Any, block: int) -> Any:
+    """Means of the ``block × block`` tiles of a plane whose sides are multiples of ``block``."""
+    rows = plane[0::block] + plane[1::block]
+    for k in range(2, block):
+        rows += plane[k::block]
+    means = rows[:, 0::block] + rows[:, 1::block]
+    for k in range(2, block):
+        means += rows[:, k::block]
+    means *= 1.0 / (block * block)
+    return means
+
+
+def _chroma_coefficients(
+    luma: Any, chroma: Any, chroma_sigma: float, edge_sigma: float, radius: int
+) -> list[tuple[Any, Any, Any]]:
+    """The chroma filter's linear model on block means, for each chroma plane.
 
     Parameters
     ----------
-    values
-        ``(H, W)`` float32 planes to filter (NumPy or CuPy), all with the same weights.
-    guides
-        ``(plane, range sigma)`` pairs; the weight of a neighbour falls as
-        ``exp(-sum((g_neighbour - g_centre)² / (2 sigma²)))`` over the guides.
-    spatial_sigma_px
-        Sigma of the Gaussian window; it is cut at ``int(3 sigma + 0.5)`` pixels.
+    luma
+        ``(h, w)`` block means of the guide luma.
+    chroma
+        ``(Cb, Cr)`` block means, ``(h, w)`` each.
+    chroma_sigma, edge_sigma
+        Scales of the chroma and luma guide channels; ``ε = 1`` in these units.
+    radius
+        Window radius in blocks.
 
     Returns
     -------
-    The filtered planes, float32, same device. Borders are mirrored (``d c b a | a b c d``).
+    For each chroma plane ``(luma_gain, chroma_gain, offset)``, ``(h + 2, w + 2)`` block maps with
+    one block of edge border, such that the filtered chroma is
+    ``luma_gain · Y' + chroma_gain · C + offset`` once upsampled to pixels.
     """
-    xp = array_module(values[0])
-    radius = int(3.0 * spatial_sigma_px + 0.5)
-    h, w = values[0].shape
-    padded_values = [xp.pad(v, radius, mode="symmetric") for v in values]
-    # guides scaled by 1 / (sqrt(2) sigma): a squared difference is then the exponent's term itself
-    scaled_guides = [g * (1.0 / (math.sqrt(2.0) * sigma)) for g, sigma in guides]
-    padded_guides = [(g, xp.pad(g, radius, mode="symmetric")) for g in scaled_guides]
-    inv_two_var = 0.5 / (spatial_sigma_px * spatial_sigma_px)
-    weight_sum = xp.zeros((h, w), dtype=xp.float32)
-    sums = [xp.zeros((h, w), dtype=xp.float32) for _ in values]
-    # a loop over window offsets, each a whole-plane operation: no per-pixel Python work
-    for dy in range(-radius, radius + 1):
-        for dx in range(-radius, radius + 1):
-            window = (slice(radius + dy, radius + dy + h), slice(radius + dx, radius + dx + w))
-            exponent = None
-            for centre, padded in padded_guides:
-                diff = padded[window] - centre
-                exponent = diff * diff if exponent is None else exponent + diff * diff
-            weight = xp.exp(-exponent) * math.exp(-(dy * dy + dx * dx) * inv_two_var)
-            weight_sum += weight
-            for total, padded in zip(sums, padded_values, strict=True):
-                total += weight * padded[window]
-    return [total / weight_sum for total in sums]  # the centre's weight is 1: never divides by 0
+    xp = array_module(luma)
+    halo = 2 * radius
+    inv_n = 1.0 / (2 * radius + 1) ** 2
+
+    def window_mean(x: Any) -> Any:
+        total = _box_sum(x, radius)
+        total *= inv_n
+        return total
+
+    def edge_border(x: Any) -> Any:
+        return xp.pad(x, 1, mode="edge")
+
+    y = _mirror(luma * (1.0 / edge_sigma), halo)
+    mean_y = window_mean(y)
+    var_y = window_mean(y * y) - mean_y * mean_y
+    xp.maximum(var_y, 0.0, out=var_y)
+    var_y += 1.0
+    models = []
+    for plane in chroma:
+        c = _mirror(plane * (1.0 / chroma_sigma), halo)
+        mean_c = window_mean(c)
+        var_c = window_mean(c * c) - mean_c * mean_c
+        xp.maximum(var_c, 0.0, out=var_c)
+        var_c += 1.0
+        cov = window_mean(c * y) - mean_c * mean_y
+        det = var_y * var_c - cov * cov  # of the guide's 2 x 2 covariance plus ε: at least 1
+        # least squares of the chroma on (luma, chroma) in the window, ε = 1 on both
+        a_luma = cov / det
+        a_chroma = 1.0 - var_y / det  # (var_y (var_c - 1) - cov²) / det, tending to exactly 1 as chroma_sigma → 0
+        b = mean_c - a_luma * mean_y - a_chroma * mean_c
+        models.append(
+            (
+                edge_border(window_mean(a_luma) * (chroma_sigma / edge_sigma)),
+                edge_border(window_mean(a_chroma)),
+                edge_border(window_mean(b) * chroma_sigma),
+            )
+        )
+    return models
+
+
+def _upsample(blocks: Any, start: int, stop: int, block: int) -> Any:
+    """Block rows ``start`` to ``stop`` of a map with one block of border, bilinearly upsampled to pixels.
+
+    Samples sit at block centres, as the block means they come from. Columns are interpolated
+    first, on the few block rows, so that the pass over all pixels writes whole rows.
+    """
+    xp = array_module(blocks)
+    src = blocks[start : stop + 2]
+    columns = xp.empty((src.shape[0], (src.shape[1] - 2) * block), dtype=blocks.dtype)
+    _interpolate(src, columns, block, axis=1)
+    pixels = xp.empty(((stop - start) * block, columns.shape[1]), dtype=blocks.dtype)
+    _interpolate(columns, pixels, block, axis=0)
+    return pixels
+
+
+def _interpolate(src: Any, dst: Any, block: int, axis: int) -> None:
+    """Fill ``dst`` by linear interpolation along ``axis`` between the samples of ``src`` (one sample of border each side)."""
+    def shifted(first: int) -> Any:
+        index = [slice(None), slice(None)]
+        index[axis] = slice(first, src.shape[axis] - 2 + first)
+        return src[tuple(index)]
+
+    previous, centre, following = shifted(0), shifted(1), shifted(2)
+    to_previous, to_following = previous - centre, following - centre
+    for phase in range(block):
+        offset = (phase + 0.5) / block - 0.5  # from the block centre, in blocks
+        index = [slice(None), slice(None)]
+        index[axis] = slice(phase, None, block)
+        target = dst[tuple(index)]
+        array_module(src).multiply(to_previous if offset < 0 else to_following, abs(offset), out=target)
+        target += centre
+
+
+def _strips(rows: int, strip_rows: int) -> list[tuple[int, int]]:
+    return [(start, min(start + strip_rows, rows)) for start in range(0, rows, strip_rows)]
+
+
+def _apply(model: tuple[Any, Any, Any], luma: Any, chroma: Any, start: int, stop: int, block: int) -> Any:
+    """Filtered chroma pixels of block rows ``start`` to ``stop`` from the block maps of :func:`_chroma_coefficients`."""
+    luma_gain, chroma_gain, offset = (_upsample(m, start, stop, block) for m in model)
+    luma_gain *= luma
+    chroma_gain *= chroma
+    offset += luma_gain
+    offset += chroma_gain
+    return offset
 
 
 @register_stage("yuv_denoise", YuvDenoiseParams, consumes="image")
@@ -111,18 +258,36 @@ def yuv_denoise(image: Image, params: YuvDenoiseParams, ctx: StageContext) -> Im
     require_encoded_rgb(image, "yuv_denoise")
     if not params.luma_sigma and not params.chroma_sigma:
         return image
-    rgb = image.data.astype(ctx.backend.xp.float32, copy=False)
-    y, cb, cr = rgb_to_ycbcr(rgb)
-    dy = dcb = dcr = 0.0
-    guide = y
+    xp = ctx.backend.xp
+    block = CHROMA_BLOCK_PX
+    h, w = image.data.shape[:2]
+    rgb = image.data.astype(xp.float32, copy=False)
+    if h % block or w % block:  # whole blocks for the chroma statistics
+        rgb = xp.pad(rgb, ((0, -h % block), (0, -w % block), (0, 0)), mode="symmetric")
+    ycc = ycbcr_planes(rgb)
+    strips = _strips(ycc.shape[1], ycc.shape[1] if ctx.backend.is_gpu else CPU_STRIP_ROWS)
+    luma = ycc[0]
     if params.luma_sigma:
-        (guide,) = joint_bilateral([y], [(y, params.luma_sigma)], params.luma_radius_px)
-        dy = guide - y
+        luma = xp.empty_like(ycc[0])
+        radius = params.luma_radius_px
+        for start, stop in strips:
+            luma[start:stop] = _luma_guided_filter(_with_halo(ycc[0], start, stop, 2 * radius), params.luma_sigma, radius)
+    models = None
     if params.chroma_sigma:
-        new_cb, new_cr = joint_bilateral(
-            [cb, cr],
-            [(guide, params.chroma_edge_sigma), (cb, params.chroma_sigma), (cr, params.chroma_sigma)],
-            params.chroma_radius_px,
+        radius_blocks = (params.chroma_radius_px + block // 2) // block
+        models = _chroma_coefficients(
+            _block_means(luma, block),
+            [_block_means(ycc[k], block) for k in (1, 2)],
+            params.chroma_sigma,
+            params.chroma_edge_sigma,
+            radius_blocks,
         )
-        dcb, dcr = new_cb - cb, new_cr - cr
-    return image.replace(data=add_ycbcr(rgb, dy, dcb, dcr))
+    out = xp.empty(rgb.shape, dtype=xp.float32)
+    for start, stop in strips:
+        y = luma[start:stop]
+        chroma = [ycc[k, start:stop] for k in (1, 2)]
+        if models is not None:
+            chroma = [_apply(model, y, c, start // block, stop // block, block) for model, c in zip(models, chroma, strict=True)]
+        xp.clip(ycbcr_to_rgb(y, *chroma), 0.0, 1.0, out=out[start:stop])
+    return image.replace(data=out if out.shape[:2] == (h, w) else xp.ascontiguousarray(out[:h, :w]))
+
