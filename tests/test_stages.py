@@ -92,6 +92,8 @@ STAGE_CASES = {
     "vignette": (srgb_linear, {"strength": 0.5, "falloff": 3.0}),
     "oetf": (srgb_linear, {"space": "display_p3"}),
     "lens_shading": (shaded_frame, {"strength": 0.7}),
+    "defect_correction": (linear_frame, {"mode": "both", "threshold_sigma": 3.0, "defects": [[3, 5]]}),
+    "raw_denoise": (balanced_frame, {"method": "wavelet", "strength": 1.2}),
     "remosaic": (quad_linear_frame, {"method": "directional"}),
     "color_look": (srgb_linear, {"saturation": 1.2, "hue_shift_deg": [5, -5, 0, 10, -10, 0], "hue_lightness": [0.05, 0, 0, 0, -0.1, 0]}),
     "monochrome": (srgb_linear, {"mix": [0.5, 0.4, 0.1], "toning_highlights": [1.1, 1.0, 0.9]}),
