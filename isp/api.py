@@ -162,6 +162,8 @@ class Simulation:
             "read_time_ms": capture_ms if self.from_file else None,
             "stage_times_ms": times,
         }
+        if getattr(output, "wb_gains", None) is not None:
+            metrics["white_balance"] = {"gains": [float(g) for g in output.wb_gains], "cct_k": output.cct_k}
         if self.sensor is not None:
             metrics["exposure"] = {
                 "exposure_time_s": raw.info.exposure_time_s,

@@ -275,3 +275,23 @@ def test_numpy_cupy_parity(backend, cfa):
     assert got.dtype == np.float32 and got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
     assert not np.array_equal(expected, mosaic), "the case exercises a correction"
+
+
+@pytest.mark.data
+def test_fine_texture_is_not_taken_for_defects(shared_data):
+    """kodim08 (brick and shutters) sampled as a low-noise mosaic: judged by noise alone, much of
+    its texture stands out of its same-colour neighbours; the spread rule leaves it alone while
+    still catching a hot pixel on a flat area."""
+    import imageio.v3 as iio
+
+    rgb = iio.imread(shared_data / "kodak" / "kodim08.png").astype(np.float64) / 255.0
+    level = CFALayout.from_name("RGGB").sample(rgb ** 2.2 * 0.8 + 0.01)
+    frame = poisson_frame(level, seed=3)
+    by_noise_alone = np.count_nonzero(find_defects(frame, 4.0, np))
+    with_spread = find_defects(frame, 4.0, np, spread_ratio=1.0)
+    assert by_noise_alone > 1000
+    assert np.count_nonzero(with_spread) < by_noise_alone / 5
+    sky = (54, 658)  # a flat area (the 5x5 range of green is 0 there in the 8-bit image)
+    mosaic = frame.mosaic.copy()
+    mosaic[sky] = min(1.0, mosaic[sky] * 3 + 0.2)
+    assert find_defects(frame.replace(mosaic=mosaic), 4.0, np, spread_ratio=1.0)[sky]

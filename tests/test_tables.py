@@ -77,10 +77,16 @@ def test_conditions_come_from_the_frame_and_its_calibration():
     assert frame_conditions(_image(800).replace(cct_k=3000.0))["cct"] == 3000.0
 
 
-def test_a_table_on_a_frame_without_the_condition_is_a_clear_error():
+def test_a_frame_without_an_iso_is_developed_as_iso_100(caplog):
+    assert frame_conditions(_image(None))["iso"] == 100.0
+    params = build(ColorCorrectionParams, {"saturation": {"iso": [100, 1600], "value": [1.0, 0.0]}}, WHERE)
+    assert resolve_tables(params, frame_conditions(_image(None)), "stage 'color_correction'").saturation == 1.0
+
+
+def test_a_table_on_a_missing_condition_is_a_clear_error():
     params = build(ColorCorrectionParams, {"saturation": {"iso": [100, 1600], "value": [1.0, 0.0]}}, WHERE)
     with pytest.raises(ConfigError, match="parameter saturation is a table by iso, but the frame has no iso"):
-        resolve_tables(params, frame_conditions(_image(None)), "stage 'color_correction'")
+        resolve_tables(params, {"iso": None, "cct": None}, "stage 'color_correction'")
 
 
 def test_the_pipeline_reports_the_values_its_tables_gave():

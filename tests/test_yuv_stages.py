@@ -331,13 +331,19 @@ def demosaiced_edge_and_patch() -> np.ndarray:
     return np.concatenate([rgb, patch], axis=1)
 
 
+#: Strong settings (the stage's mechanism at full effect); the defaults are milder, chosen on Kodak.
+FULL_SUPPRESSION = {"strength": 0.9, "edge_threshold": 0.04, "chroma_threshold": 0.01}
+
+
 def test_false_color_removes_demosaic_colour_at_an_edge_and_keeps_a_flat_patch():
     image = encoded(demosaiced_edge_and_patch())
-    out = run("false_color", image)
+    out = run("false_color", image, **FULL_SUPPRESSION)
     edge = (slice(4, -4), slice(4, 60))  # away from the frame's border and the patch
     chroma = lambda im: np.hypot(ycbcr(im)[edge][..., 1], ycbcr(im)[edge][..., 2]).sum()
     assert chroma(image) > 5.0  # the bilinear demosaic did leave false colour
-    assert chroma(out) <= 0.2 * chroma(image)  # measured: 0.11 with the defaults
+    assert chroma(out) <= 0.2 * chroma(image)  # measured: 0.11
+    # the defaults remove at most 60 % and start from stronger edges: still at least half here
+    assert chroma(run("false_color", image)) <= 0.5 * chroma(image)
     patch = (slice(None), slice(67, None))  # from 3 px inside the patch, past the edge detector's reach
     assert np.abs(out.data[patch] - image.data[patch]).max() <= 1e-6
     np.testing.assert_allclose(ycbcr(out)[..., 0], ycbcr(image)[..., 0], atol=1e-6)  # luma is left alone
@@ -351,7 +357,7 @@ def test_false_color_removes_moire_on_a_fine_grating():
     inner = (slice(8, -8), slice(8, -8))
     chroma = lambda im: np.hypot(ycbcr(im)[inner][..., 1], ycbcr(im)[inner][..., 2]).mean()
     assert chroma(image) > 0.1
-    assert chroma(run("false_color", image)) <= 0.2 * chroma(image)  # measured: 0.10
+    assert chroma(run("false_color", image, **FULL_SUPPRESSION)) <= 0.2 * chroma(image)  # measured: 0.10
 
 
 def test_false_color_keeps_an_isoluminant_colour_edge():

@@ -14,7 +14,10 @@ Modes
     A pixel is a defect when it lies more than ``threshold_sigma`` noise standard deviations
     above the largest of its neighbours (hot) or below the smallest (dead or cold), the noise
     being the sensor's noise model (:mod:`isp.stages.noise_model`) at the level of that
-    largest or smallest neighbour. An edge, a gradient or a thin line leaves some neighbours
+    largest or smallest neighbour, and also by more than ``spread_ratio`` times the range of
+    the neighbours (max − min): in fine texture the neighbours already differ from one another
+    and a pixel standing out of them is more likely detail than a defect, as phone ISPs judge
+    it; a defect on a flat area, where the range is noise, is caught. An edge, a gradient or a thin line leaves some neighbours
     on the pixel's own side or along the line, so it is not flagged; an isolated point of light
     smaller than the site spacing (a distant star, a glint) looks like a hot pixel to this
     detector, as to any that compares a pixel with its neighbours.
@@ -77,6 +80,13 @@ class DefectCorrectionParams:
         table="iso",
         doc="how far beyond its neighbours' range a pixel must lie, in noise standard deviations, to be a defect (dynamic)",
     )
+    spread_ratio: float = param(
+        1.0,
+        range=(0.0, 10.0),
+        table="iso",
+        doc="a defect must also lie beyond its neighbours' range by this fraction of that range, so that fine texture, "
+        "whose neighbours already differ, is not mistaken for defects (dynamic)",
+    )
     defects: list[list[int]] = param(
         [], range=(0, None), unit="px", doc="known defects as [[row, col], ...] in mosaic coordinates (static, both)"
     )
@@ -130,9 +140,9 @@ def _neighbour_views(padded: Any, shape: tuple[int, int]) -> list[Any]:
     return [padded[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in NEIGHBOURS]
 
 
-def find_defects(frame: RawFrame, threshold_sigma: float, xp: Any) -> Any:
+def find_defects(frame: RawFrame, threshold_sigma: float, xp: Any, spread_ratio: float = 0.0) -> Any:
     """``(H, W)`` bool mask of the pixels beyond their neighbours' range by ``threshold_sigma``
-    noise standard deviations (see the module docstring)."""
+    noise standard deviations and by ``spread_ratio`` times that range (see the module docstring)."""
     cfa = frame.cfa
     planes = site_planes(frame.mosaic, cfa).astype(xp.float32, copy=False)
     padded = xp.pad(planes, ((0, 0), (1, 1), (1, 1)), mode="reflect")
@@ -143,8 +153,10 @@ def find_defects(frame: RawFrame, threshold_sigma: float, xp: Any) -> Any:
     model = noise_model(frame, xp)
     threshold = np.float32(threshold_sigma)
 
+    spread = (highest - lowest) * np.float32(spread_ratio)
+
     def margin(level: Any) -> Any:
-        return site_planes(model.sigma(from_site_planes(level, cfa)), cfa) * threshold
+        return site_planes(model.sigma(from_site_planes(level, cfa)), cfa) * threshold + spread
 
     # Judged by the noise at the neighbour it must beat: on the bright side of an edge the
     # mean of the neighbours would understate a hot candidate's noise.
@@ -211,7 +223,7 @@ def defect_correction(frame: RawFrame, params: DefectCorrectionParams, ctx: Stag
     if params.mode == "static":
         defects = _static_mask(frame, params, xp)
     else:
-        defects = find_defects(frame, params.threshold_sigma, xp)
+        defects = find_defects(frame, params.threshold_sigma, xp, params.spread_ratio)
         if params.mode == "both":
             defects = defects | _static_mask(frame, params, xp)
     return frame.replace(mosaic=correct_defects(frame.mosaic, frame.cfa, defects))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,11 @@ class StageSpec:
 
 
 STAGES: dict[str, StageSpec] = {}
+
+#: The ISO at which tuning tables are read for a frame that records none.
+ISO_WHEN_UNKNOWN = 100.0
+_WARNED_NO_ISO: set[str] = set()
+log = logging.getLogger(__name__)
 
 
 def register_stage(name: str, params: type, consumes: str) -> Callable:
@@ -127,12 +133,20 @@ def frame_conditions(frame: Any) -> dict[str, float | None]:
     """The capture conditions tuning tables are indexed by: ``{"iso": ..., "cct": ...}``.
 
     The CCT is the one the white balance chose; before white balance it is estimated from the
-    as-shot neutral and the frame's colour calibration (``None`` when there is none).
+    as-shot neutral and the frame's colour calibration (``None`` when there is none). A frame
+    that records no ISO (some raw files) is developed as ISO :data:`ISO_WHEN_UNKNOWN`, with a
+    warning, rather than failing on every table.
     """
+    iso = frame.info.iso
+    if iso is None:
+        iso = ISO_WHEN_UNKNOWN
+        if frame.info.source not in _WARNED_NO_ISO:
+            _WARNED_NO_ISO.add(frame.info.source)
+            log.warning("%s records no ISO: tuning tables by ISO use ISO %g", frame.info.source, ISO_WHEN_UNKNOWN)
     cct = frame.cct_k
     if cct is None and frame.info.color_matrices:
         from isp.stages.color_correction import interpolate_calibration  # noqa: PLC0415 - avoids an import cycle
 
         neutral = np.asarray(frame.info.as_shot_neutral, dtype=np.float64)
         _, cct = interpolate_calibration(frame.info.color_matrices, neutral / neutral.max())
-    return {"iso": frame.info.iso, "cct": cct}
+    return {"iso": iso, "cct": cct}
