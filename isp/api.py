@@ -172,11 +172,15 @@ class Simulation:
                 "noise_sources": list(self.sensor.noise.on()),
             }
         is_rgb = isinstance(output, Image) and output.space in colorimetry.RGB_TO_XYZ
+        patches = scene.patches if scene is not None else []
+        if is_rgb and (h, w) != raw.shape:  # a resized output: measure the patches where they now are
+            patches = [p.scaled(h / raw.shape[0], w / raw.shape[1]) for p in patches]
         if scene is not None and scene.patches:
-            metrics["snr"] = grey_patch_snr(output if is_rgb else None, raw, scene.patches, self.settings.patch_fraction)
+            fraction = self.settings.patch_fraction
+            metrics["snr"] = {**grey_patch_snr(output if is_rgb else None, None, patches, fraction), **grey_patch_snr(None, raw, scene.patches, fraction)}
         if scene is not None and scene.name == "colorchecker" and is_rgb:
             metrics["colorchecker"] = {
-                "delta_e2000": colorchecker_delta_e(output, scene.patches, self.settings.patch_fraction),
+                "delta_e2000": colorchecker_delta_e(output, patches, self.settings.patch_fraction),
                 "reference": scene.source,
                 "illuminant": "D65",
             }

@@ -111,3 +111,13 @@ def test_output_parity_numpy_cupy(rng, cupy_backend):
         expected = fn(frame, params, CTX).data
         got = cupy_backend.to_host(fn(on_gpu.replace(transfer=frame.transfer), params, gpu).data)
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_chart_is_measured_where_it_lands_in_a_resized_output():
+    import isp
+
+    full = isp.run(["tuning=neutral", "scene.size=[240,320]"]).metrics
+    half = isp.run(["tuning=neutral", "scene.size=[240,320]", "++pipeline.params.resize.scale=0.5"]).metrics
+    assert half["image"]["width"] == 160
+    assert half["colorchecker"]["delta_e2000"]["mean"] == pytest.approx(full["colorchecker"]["delta_e2000"]["mean"], abs=0.3)
+    assert half["snr"]["raw_green"] == full["snr"]["raw_green"], "the raw frame is measured at its own size"

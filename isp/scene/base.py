@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,12 @@ class Patch:
     name: str
     box: tuple[int, int, int, int]
     xyz_d65: np.ndarray
+
+    def scaled(self, sy: float, sx: float) -> Patch:
+        """The patch in an image resampled by ``sy`` rows and ``sx`` columns per input pixel."""
+        top, left, bottom, right = self.box
+        box = (int(round(top * sy)), int(round(left * sx)), int(round(bottom * sy)), int(round(right * sx)))
+        return dataclasses.replace(self, box=box)
 
     def centre(self, fraction: float) -> tuple[slice, slice]:
         """Row and column slices of the central ``fraction`` of the box (per dimension)."""
