@@ -62,7 +62,7 @@ def run(backend_name: str, size: tuple[int, int], repeats: int, overrides: list[
     runs = [sim.pipeline.run(raw, ctx).times_ms for _ in range(repeats)]
     megapixels = size[0] * size[1] / 1e6
     stages = {}
-    for name in sim.pipeline.names:
+    for name in runs[0]:  # the stages that ran (a disabled stage is skipped)
         median = statistics.median(r[name] for r in runs)
         stages[name] = {"median_ms": median, "mpix_per_s": megapixels / (median / 1e3) if median > 0 else None}
     total = statistics.median(sum(r.values()) for r in runs)

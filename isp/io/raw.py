@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import dataclasses
 import os
 import struct
 from pathlib import Path
@@ -333,18 +334,16 @@ def _shift_gain_map(
     bottom, right = min(gain_map.bottom - oy, h), min(gain_map.right - ox, w)
     if top >= bottom or left >= right:
         return None
-    return GainMap(
+    return dataclasses.replace(
+        gain_map,
         top=top,
         left=left,
         bottom=bottom,
         right=right,
-        row_pitch=gain_map.row_pitch,
-        col_pitch=gain_map.col_pitch,
         origin_v=(gain_map.origin_v * image_h - oy) / h,
         origin_h=(gain_map.origin_h * image_w - ox) / w,
         spacing_v=gain_map.spacing_v * image_h / h,
         spacing_h=gain_map.spacing_h * image_w / w,
-        gains=gain_map.gains,
     )
 
 
