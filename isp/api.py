@@ -132,7 +132,9 @@ class Simulation:
             raw = host.replace(mosaic=backend.asarray(host.mosaic))
         else:
             scene = render_scene(self.scene_params, self.sensor.readout, self.sensor.cfa.tile_shape, backend)
-            raw = capture(scene.linear_rgb, self.sensor, backend, seed=self.settings.seed, luminance_cd_m2=scene.luminance_cd_m2)
+            raw = capture(
+                scene.linear_rgb, self.sensor, backend, seed=self.settings.seed, luminance_cd_m2=scene.luminance_cd_m2, white_rgb=scene.white_rgb
+            )
         backend.synchronize()
         capture_ms = (time.perf_counter() - t_start) * 1e3
         result = self.pipeline.run(raw, ctx, taps=self.taps, start=self.start, stop=self.stop)
@@ -182,7 +184,8 @@ class Simulation:
             metrics["colorchecker"] = {
                 "delta_e2000": colorchecker_delta_e(output, patches, self.settings.patch_fraction),
                 "reference": scene.source,
-                "illuminant": "D65",
+                "illuminant": getattr(self.scene_params, "illuminant", "D65"),
+                "reference_white": "D65",
             }
         return metrics
 

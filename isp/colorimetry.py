@@ -33,6 +33,8 @@ __all__ = [
     "xy_to_XYZ",
     "XYZ_to_xy",
     "bradford",
+    "SCENE_ILLUMINANTS",
+    "relight_matrix",
     "xy_to_cct",
     "xy_to_cct_duv",
     "cct_duv_to_xy",
@@ -78,6 +80,23 @@ def bradford(source_xy: np.ndarray, target_xy: np.ndarray) -> np.ndarray:
             xy_to_XYZ(source_xy), xy_to_XYZ(target_xy), transform="Bradford"
         )
     )
+
+
+#: CIE illuminants a scene may be lit by.
+SCENE_ILLUMINANTS = ("A", "D50", "D55", "D65", "D75")
+
+
+def relight_matrix(illuminant: str) -> np.ndarray:
+    """3×3 matrix taking linear sRGB of surfaces under D65 to the same surfaces under ``illuminant``.
+
+    A von Kries (Bradford) relighting: white goes to the illuminant's white at Y = 1 (in sRGB
+    primaries, so an illuminant other than D65 gives an unequal R, G, B). It stands in for the
+    spectral product of reflectance and light, which the tristimulus scenes here do not carry.
+    """
+    if illuminant not in SCENE_ILLUMINANTS:
+        raise KeyError(f"illuminant {illuminant!r} is not one of {', '.join(SCENE_ILLUMINANTS)}")
+    target = np.asarray(colour.CCS_ILLUMINANTS[_OBSERVER][illuminant], dtype=np.float64)
+    return XYZ_TO_SRGB @ bradford(D65_XY, target) @ SRGB_TO_XYZ
 
 
 def xy_to_cct(xy: np.ndarray) -> float:

@@ -95,3 +95,20 @@ def test_gopro_dng_develops_with_its_gain_maps_and_two_calibrations(shared_data)
     for (y, x), g in zip(((0, 0), (0, w - box), (h - box, 0), (h - box, w - box)), corner_maps, strict=True):
         ratio = lin_on[y : y + box, x : x + box].mean() / lin_off[y : y + box, x : x + box].mean()
         assert ratio == pytest.approx(g, rel=0.15), (y, x, ratio, g)
+
+
+def test_a_tungsten_lit_chart_is_balanced_and_corrected_to_d65():
+    """The chart under CIE illuminant A: the as-shot neutral is the camera's response to the
+    tungsten white, the CCT found from it is A's, and after the DNG-style correction (adapting
+    that white to D65) the chart is as accurate as under D65; auto white balance gets close."""
+    base = ["tuning=neutral", "scene.size=[480,640]"]
+    d65 = isp.run(base).metrics
+    tungsten = isp.run([*base, "scene.illuminant=A"]).metrics
+    auto = isp.run([*base, "scene.illuminant=A", "tuning.params.white_balance.mode=white_patch"]).metrics
+    assert tungsten["white_balance"]["cct_k"] == pytest.approx(2856, abs=20)
+    blue_over_red = [m["white_balance"]["gains"][2] / m["white_balance"]["gains"][0] for m in (d65, tungsten)]
+    assert blue_over_red[1] > 3 * blue_over_red[0], "tungsten light is weak in blue and strong in red"
+    de = {name: m["colorchecker"]["delta_e2000"]["mean"] for name, m in (("d65", d65), ("a", tungsten), ("auto", auto))}
+    assert de["a"] == pytest.approx(de["d65"], abs=0.1)
+    assert auto["white_balance"]["cct_k"] == pytest.approx(2856, abs=100) and de["auto"] <= 2.0
+    assert tungsten["colorchecker"]["illuminant"] == "A"

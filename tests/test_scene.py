@@ -126,3 +126,19 @@ def test_grey_ramp_steps(spacing):
     np.testing.assert_allclose(steps, expected, rtol=1e-6)
     assert all(np.all(scene.linear_rgb[:, p.box[1] : p.box[3]] == np.float32(v)) for p, v in zip(scene.patches, expected, strict=True))
     assert [p.box[3] - p.box[1] for p in scene.patches] == [8] * 8
+
+
+def test_relighting_takes_white_to_the_illuminants_white():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import colour
+
+    np.testing.assert_allclose(colorimetry.relight_matrix("D65"), np.eye(3), atol=1e-12)
+    for name in ("A", "D50"):
+        white = colorimetry.relight_matrix(name) @ np.ones(3)
+        expected = colour.xy_to_XYZ(colour.CCS_ILLUMINANTS["CIE 1931 2 Degree Standard Observer"][name])
+        np.testing.assert_allclose(colorimetry.SRGB_TO_XYZ @ white, expected, atol=1e-9)
+    with pytest.raises(KeyError, match="illuminant 'F2' is not one of A, D50"):
+        colorimetry.relight_matrix("F2")

@@ -62,6 +62,9 @@ class Scene:
         Regions of known colour, for the colour metrics.
     luminance_cd_m2
         Luminance of the scene's 1.0 (cd/m²): what the optics and sensor turn into photons.
+    white_rgb
+        Linear sRGB of a white surface under the scene's light (Y = 1): ``(1, 1, 1)`` in D65,
+        warmer under tungsten. The sensor's as-shot neutral and auto-exposure follow it.
     """
 
     linear_rgb: Any
@@ -69,6 +72,7 @@ class Scene:
     source: str
     patches: tuple[Patch, ...] = ()
     luminance_cd_m2: float = 1000.0
+    white_rgb: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -36,6 +36,9 @@ class ColorCheckerParams:
         None, shape=(2,), range=(2, 1_000_000), doc="[height, width] of a centred sensor window to render; null for the full read-out"
     )
     luminance_cd_m2: float = param(1000.0, range=(1e-6, 1e9), unit="cd/m²", doc=LUMINANCE_DOC)
+    illuminant: str = param(
+        "D65", choices=colorimetry.SCENE_ILLUMINANTS, doc="CIE illuminant lighting the chart (A: tungsten); the metrics still compare with D65"
+    )
 
 
 def render_colorchecker(params: ColorCheckerParams, shape: tuple[int, int], backend: Backend) -> Scene:
@@ -45,7 +48,8 @@ def render_colorchecker(params: ColorCheckerParams, shape: tuple[int, int], back
         names, xyz = colorimetry.colorchecker_reference(params.reference)
     except KeyError as exc:
         raise ConfigError(f"scene.reference: {exc.args[0]}") from None
-    rgb = xyz @ colorimetry.XYZ_TO_SRGB.T
+    light = colorimetry.relight_matrix(params.illuminant)
+    rgb = xyz @ (light @ colorimetry.XYZ_TO_SRGB).T
     pitch = min(w * params.fill / COLUMNS, h * params.fill / ROWS)
     side = pitch * (1.0 - params.gap)
     if side < _MIN_PATCH_PX:
@@ -53,7 +57,7 @@ def render_colorchecker(params: ColorCheckerParams, shape: tuple[int, int], back
     top0 = (h - ROWS * pitch + pitch - side) / 2.0
     left0 = (w - COLUMNS * pitch + pitch - side) / 2.0
     image = np.empty((h, w, 3), dtype=np.float32)
-    image[...] = params.surround
+    image[...] = params.surround * light.sum(axis=1)
     patches = []
     for i, (name, colour) in enumerate(zip(names, rgb, strict=True)):
         row, col = divmod(i, COLUMNS)
@@ -61,4 +65,5 @@ def render_colorchecker(params: ColorCheckerParams, shape: tuple[int, int], back
         box = (top, left, top + int(round(side)), left + int(round(side)))
         image[box[0] : box[2], box[1] : box[3]] = colour
         patches.append(Patch(name, box, xyz[i]))
-    return Scene(backend.asarray(image), "colorchecker", params.reference, tuple(patches), params.luminance_cd_m2)
+    white = tuple(float(v) for v in light.sum(axis=1))
+    return Scene(backend.asarray(image), "colorchecker", params.reference, tuple(patches), params.luminance_cd_m2, white)

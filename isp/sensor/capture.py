@@ -328,6 +328,7 @@ def capture(
     seed: int = 0,
     *,
     luminance_cd_m2: float = DEFAULT_LUMINANCE_CD_M2,
+    white_rgb: Any = (1.0, 1.0, 1.0),
     components: dict[str, Any] | None = None,
 ) -> RawFrame:
     """Capture scene-linear RGB ``(H, W, 3)`` into a RawFrame (``dn`` domain, uint16).
@@ -343,24 +344,32 @@ def capture(
         Seed of the frame's temporal noise (the fixed patterns use ``sensor.instance_seed``).
     luminance_cd_m2
         Luminance of the scene's white (1.0).
+    white_rgb
+        Linear sRGB of a white surface under the scene's light (:attr:`isp.scene.Scene.white_rgb`):
+        the as-shot neutral is the camera's response to it, and auto-exposure keeps it unclipped.
     components
         If a dict is given, each temporal noise source's realisation (electrons, on the
         device) is stored in it under its name, for inspection.
     """
     _check_window(scene_rgb, sensor)
-    exposure = sensor.exposure(luminance_cd_m2)
+    exposure = sensor.exposure(luminance_cd_m2, white_rgb=white_rgb)
     electrons = _noisy_electrons(mean_electrons(scene_rgb, sensor, backend, exposure), sensor, backend, seed, exposure, components)
-    return _frame(digitise(electrons, sensor, backend.xp), sensor, exposure)
+    return _frame(digitise(electrons, sensor, backend.xp), sensor, exposure, white_rgb)
 
 
 def ideal_capture(
-    scene_rgb: Any, sensor: SensorConfig, backend: Backend, *, luminance_cd_m2: float = DEFAULT_LUMINANCE_CD_M2
+    scene_rgb: Any,
+    sensor: SensorConfig,
+    backend: Backend,
+    *,
+    luminance_cd_m2: float = DEFAULT_LUMINANCE_CD_M2,
+    white_rgb: Any = (1.0, 1.0, 1.0),
 ) -> RawFrame:
     """The noise-free capture: mean electrons, full-well clipping and the ADC, nothing random."""
     _check_window(scene_rgb, sensor)
-    exposure = sensor.exposure(luminance_cd_m2)
+    exposure = sensor.exposure(luminance_cd_m2, white_rgb=white_rgb)
     electrons = backend.xp.minimum(mean_electrons(scene_rgb, sensor, backend, exposure), np.float32(sensor.full_well_output_e))
-    return _frame(digitise(electrons, sensor, backend.xp), sensor, exposure)
+    return _frame(digitise(electrons, sensor, backend.xp), sensor, exposure, white_rgb)
 
 
 def _noisy_electrons(
@@ -446,10 +455,10 @@ def digitise(electrons: Any, sensor: SensorConfig, xp: Any) -> Any:
     return xp.clip(dn, 0, white).astype(xp.uint16)
 
 
-def _frame(mosaic: Any, sensor: SensorConfig, exposure: Exposure) -> RawFrame:
+def _frame(mosaic: Any, sensor: SensorConfig, exposure: Exposure, white_rgb: Any) -> RawFrame:
     analog, digital = sensor.gains
     _, black, white = sensor.adc
-    response_white = sensor.response() @ np.ones(3)
+    response_white = sensor.response() @ np.asarray(white_rgb, dtype=np.float64)
     info = CaptureInfo(
         sensor=sensor.name,
         mode=sensor.mode,

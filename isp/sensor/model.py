@@ -283,12 +283,17 @@ class SensorConfig:
 
     # -- light -----------------------------------------------------------------------------------
 
-    def exposure(self, luminance_cd_m2: float = DEFAULT_LUMINANCE_CD_M2, exposure_time_s: float | None = None) -> Exposure:
+    def exposure(
+        self,
+        luminance_cd_m2: float = DEFAULT_LUMINANCE_CD_M2,
+        exposure_time_s: float | None = None,
+        white_rgb: Any = (1.0, 1.0, 1.0),
+    ) -> Exposure:
         """Electrons per output pixel for a scene white of ``luminance_cd_m2`` (on the optical axis).
 
         The exposure time is ``exposure_time_s`` if given, else ``sensor.exposure_time_s``, else
-        the auto-exposure time that brings the white of the most sensitive channel to
-        ``exposure_scale`` times the saturation signal.
+        the auto-exposure time that brings the scene's white (linear sRGB ``white_rgb``) in its
+        strongest camera channel to ``exposure_scale`` times the saturation signal.
         """
         if luminance_cd_m2 <= 0:
             raise ConfigError(f"scene luminance {luminance_cd_m2} cd/m² must be positive")
@@ -298,7 +303,8 @@ class SensorConfig:
         per_lux_s = electrons_per_lux_second(self.qe) * area_m2
         t = exposure_time_s if exposure_time_s is not None else self.exposure_time_s
         if t is None:
-            t = self.exposure_scale * self.saturation_e / (lux * per_lux_s.max())
+            strongest = float(np.max(self.response() @ np.asarray(white_rgb, dtype=np.float64)))
+            t = self.exposure_scale * self.saturation_e / (lux * per_lux_s.max() * strongest)
         return Exposure(
             time_s=float(t),
             luminance_cd_m2=float(luminance_cd_m2),
