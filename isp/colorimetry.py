@@ -15,7 +15,8 @@ References
 from __future__ import annotations
 
 import warnings
-from functools import cache
+from functools import cache, lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,9 @@ __all__ = [
     "cct_duv_to_xy",
     "EXIF_LIGHT_SOURCES",
     "light_source",
+    "PHOTOMETRIC_WAVELENGTHS_NM",
+    "y_bar",
+    "spectral_power",
     "XYZ_to_Lab",
     "delta_e_2000",
     "colorchecker_reference",
@@ -145,6 +149,37 @@ EXIF_LIGHT_SOURCES: dict[int, tuple[str, float | None]] = {
 def light_source(code: int) -> tuple[str, float | None]:
     """Name and CCT of an EXIF LightSource code (``("unknown", None)`` when not listed)."""
     return EXIF_LIGHT_SOURCES.get(int(code), (f"code {int(code)}", None))
+
+
+_PHOTOMETRIC_SHAPE = colour.SpectralShape(360, 830, 1)
+#: The CIE 1931 observer's tabulated range in 1 nm steps, on which photometric integrals are taken.
+PHOTOMETRIC_WAVELENGTHS_NM = np.asarray(_PHOTOMETRIC_SHAPE.wavelengths, dtype=np.float64)
+
+
+@cache
+def y_bar() -> np.ndarray:
+    """The CIE 1931 2° luminous efficiency ȳ(λ) on :data:`PHOTOMETRIC_WAVELENGTHS_NM`."""
+    cmfs = colour.MSDS_CMFS[_OBSERVER].copy().align(_PHOTOMETRIC_SHAPE)
+    return np.asarray(cmfs.signals["y_bar"].values, dtype=np.float64)
+
+
+def spectral_power(illuminant: Any) -> np.ndarray:
+    """Relative spectral power of a light on :data:`PHOTOMETRIC_WAVELENGTHS_NM`.
+
+    ``illuminant`` is a name in ``colour.SDS_ILLUMINANTS`` (``KeyError`` if unknown) or a
+    ``colour.SpectralDistribution``; it is aligned with colour-science's interpolation (Sprague
+    for CIE's 5 nm tables) and constant extrapolation past its ends.
+    """
+    if isinstance(illuminant, str):
+        if illuminant not in colour.SDS_ILLUMINANTS:
+            raise KeyError(illuminant)
+        return _named_spectral_power(illuminant)
+    return np.asarray(illuminant.copy().align(_PHOTOMETRIC_SHAPE).values, dtype=np.float64)
+
+
+@lru_cache(maxsize=32)
+def _named_spectral_power(name: str) -> np.ndarray:
+    return spectral_power(colour.SDS_ILLUMINANTS[name])
 
 
 def XYZ_to_Lab(XYZ: np.ndarray, white_xy: np.ndarray = D65_XY) -> np.ndarray:  # noqa: N802, N803

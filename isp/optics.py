@@ -31,10 +31,9 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
@@ -42,13 +41,10 @@ import numpy as np
 import scipy.constants
 import scipy.special
 
+from isp import colorimetry
 from isp.backend import Backend
 from isp.config import param
 from isp.errors import ConfigError
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # colour-science warns at import that matplotlib is absent
-    import colour
 
 __all__ = [
     "LUMINOUS_EFFICACY_LM_PER_W",
@@ -78,9 +74,6 @@ LUMINOUS_EFFICACY_LM_PER_W = 683.0
 RELATIVE_ILLUMINATION_MODELS = ("none", "cos4", "polynomial")
 PSF_KINDS = ("none", "gaussian", "airy")
 
-_OBSERVER = "CIE 1931 2 Degree Standard Observer"
-#: The CIE 1931 observer's tabulated range; illuminance is integrated over all of it.
-_PHOTOMETRIC_SHAPE = colour.SpectralShape(360, 830, 1)
 
 #: Kernels with at most this many taps are convolved directly, larger ones through the FFT.
 #: On the CPU (SciPy, 1.5 MP plane) a direct 7×7 takes about as long as the FFT route, whose
@@ -138,7 +131,7 @@ def focal_plane_illuminance_lux(
 
 def photon_irradiance_per_lux(
     wavelengths_nm: Any,
-    illuminant: str | colour.SpectralDistribution = "D65",
+    illuminant: Any = "D65",
 ) -> np.ndarray:
     """Spectral photon irradiance of one lux of a light, at the given wavelengths.
 
@@ -171,36 +164,18 @@ def photon_irradiance_per_lux(
         A wavelength outside 360–830 nm, or an unknown illuminant name.
     """
     wavelengths = np.asarray(wavelengths_nm, dtype=np.float64)
-    low, high = _PHOTOMETRIC_SHAPE.start, _PHOTOMETRIC_SHAPE.end
+    grid = colorimetry.PHOTOMETRIC_WAVELENGTHS_NM
+    low, high = grid[0], grid[-1]
     if wavelengths.size and (wavelengths.min() < low or wavelengths.max() > high):
         raise ConfigError(f"wavelengths_nm: {wavelengths.min():g}–{wavelengths.max():g} nm is outside [{low:g}, {high:g}] nm")
-    if isinstance(illuminant, str):
-        if illuminant not in colour.SDS_ILLUMINANTS:
-            raise ConfigError(f"illuminant={illuminant!r} is not a colour-science illuminant (e.g. D65, A, FL2)")
-        spd = _aligned_spd(illuminant)
-    else:
-        spd = _align(illuminant)
-    grid = _PHOTOMETRIC_SHAPE.wavelengths
-    y_bar = _y_bar()
-    step_nm = _PHOTOMETRIC_SHAPE.interval
-    watts_per_unit = 1.0 / (LUMINOUS_EFFICACY_LM_PER_W * np.sum(spd * y_bar) * step_nm)
+    try:
+        spd = colorimetry.spectral_power(illuminant)
+    except KeyError as exc:
+        raise ConfigError(f"illuminant={illuminant!r} is not a colour-science illuminant (e.g. D65, A, FL2)") from exc
+    step_nm = grid[1] - grid[0]
+    watts_per_unit = 1.0 / (LUMINOUS_EFFICACY_LM_PER_W * np.sum(spd * colorimetry.y_bar()) * step_nm)
     photons_per_joule = grid * 1e-9 / (scipy.constants.h * scipy.constants.c)
     return np.interp(wavelengths, grid, spd * watts_per_unit * photons_per_joule)
-
-
-@cache
-def _y_bar() -> np.ndarray:
-    cmfs = colour.MSDS_CMFS[_OBSERVER].copy().align(_PHOTOMETRIC_SHAPE)
-    return np.asarray(cmfs.signals["y_bar"].values, dtype=np.float64)
-
-
-@lru_cache(maxsize=32)
-def _aligned_spd(name: str) -> np.ndarray:
-    return _align(colour.SDS_ILLUMINANTS[name])
-
-
-def _align(spd: colour.SpectralDistribution) -> np.ndarray:
-    return np.asarray(spd.copy().align(_PHOTOMETRIC_SHAPE).values, dtype=np.float64)
 
 
 # --------------------------------------------------------------------------------------------
