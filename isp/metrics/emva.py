@@ -433,34 +433,40 @@ def _mark_range(axes: Any, result: EmvaResult, x: np.ndarray, y: np.ndarray) -> 
     axes.axvspan(0.0, x[fit].max(), color="C2", alpha=0.1, label=f"fit range (0-{FIT_RANGE_FRACTION:.0%} of saturation)")
 
 
-def _plot_ptc(result: EmvaResult) -> Any:
+def _plot_linear_fit(result: EmvaResult, x: np.ndarray, y: np.ndarray, slope: float, label: str, labels: tuple[str, str, str]) -> Any:
+    """Measured points with the fit range marked and the fitted line through the origin."""
     figure, axes = _figure()
-    signal = result.mean_dn - result.mean_dark_dn
-    variance = result.var_dn2 - result.var_dark_dn2
-    _mark_range(axes, result, signal, variance)
-    line = np.array([0.0, signal[result.saturation_index]])
-    axes.plot(line, result.system_gain_dn_per_e * line, "-", color="C1", label=f"fit: K = {result.system_gain_dn_per_e:.4g} DN/e$^-$")
-    axes.set_xlabel(r"mean signal $\mu_y - \mu_{y.dark}$ (DN)")
-    axes.set_ylabel(r"temporal variance $\sigma_y^2 - \sigma_{y.dark}^2$ (DN$^2$)")
-    axes.set_title("Photon transfer (EMVA 1288)")
+    _mark_range(axes, result, x, y)
+    line = np.array([0.0, x[result.saturation_index]])
+    axes.plot(line, slope * line, "-", color="C1", label=label)
+    xlabel, ylabel, title = labels
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
     axes.legend(loc="upper left")
     return figure
+
+
+def _plot_ptc(result: EmvaResult) -> Any:
+    return _plot_linear_fit(
+        result,
+        result.mean_dn - result.mean_dark_dn,
+        result.var_dn2 - result.var_dark_dn2,
+        result.system_gain_dn_per_e,
+        f"fit: K = {result.system_gain_dn_per_e:.4g} DN/e$^-$",
+        (r"mean signal $\mu_y - \mu_{y.dark}$ (DN)", r"temporal variance $\sigma_y^2 - \sigma_{y.dark}^2$ (DN$^2$)", "Photon transfer (EMVA 1288)"),
+    )
 
 
 def _plot_responsivity(result: EmvaResult) -> Any:
-    figure, axes = _figure()
-    photons = result.photons_per_pixel
-    _mark_range(axes, result, photons, result.mean_dn - result.mean_dark_dn)
-    line = np.array([0.0, photons[result.saturation_index]])
-    axes.plot(
-        line, result.responsivity_dn_per_photon * line, "-", color="C1",
-        label=f"fit: R = {result.responsivity_dn_per_photon:.4g} DN/photon, $\\eta$ = {result.quantum_efficiency:.1%}",
+    return _plot_linear_fit(
+        result,
+        result.photons_per_pixel,
+        result.mean_dn - result.mean_dark_dn,
+        result.responsivity_dn_per_photon,
+        f"fit: R = {result.responsivity_dn_per_photon:.4g} DN/photon, $\\eta$ = {result.quantum_efficiency:.1%}",
+        (r"irradiation $\mu_p$ (photons/pixel)", r"mean signal $\mu_y - \mu_{y.dark}$ (DN)", "Responsivity (EMVA 1288)"),
     )
-    axes.set_xlabel(r"irradiation $\mu_p$ (photons/pixel)")
-    axes.set_ylabel(r"mean signal $\mu_y - \mu_{y.dark}$ (DN)")
-    axes.set_title("Responsivity (EMVA 1288)")
-    axes.legend(loc="upper left")
-    return figure
 
 
 def _plot_snr(result: EmvaResult) -> Any:
