@@ -90,6 +90,7 @@ class Backend:
     xp: ModuleType
     ndimage: ModuleType
     _kernels: dict = field(default_factory=dict, repr=False)
+    _functions: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -138,26 +139,35 @@ class Backend:
         """The CUDA function ``function`` from ``kernels/<source>.cu``, compiled for this device.
 
         Compiled once per (device, source text) and cached; CuPy keeps the binary on disk too.
+        A launch costs one ``stat`` of the file (an edited source is recompiled), not a read and
+        a hash: fused kernels run in well under a millisecond, so per-launch overhead counts.
         """
         if not self.is_gpu:
             raise BackendError(f"kernel '{source}.{function}': CUDA kernels need backend=cupy")
-        text = _read_kernel_source(source)
-        digest = hashlib.sha1(text.encode()).hexdigest()
-        key = (self.device_id(), source, digest)
+        path = _kernel_path(source)
+        stamp = path.stat()
+        key = (self.device_id(), source, function)
         with self._lock:
-            module = self._kernels.get(key)
+            cached = self._functions.get(key)
+            if cached is not None and cached[0] == (stamp.st_mtime_ns, stamp.st_size):
+                return cached[1]
+            text = path.read_text()
+            module_key = (self.device_id(), source, hashlib.sha1(text.encode()).hexdigest())
+            module = self._kernels.get(module_key)
             if module is None:
                 module = self.xp.RawModule(code=text, options=NVRTC_OPTIONS)
-                self._kernels[key] = module
-        return module.get_function(function)
+                self._kernels[module_key] = module
+            fn = module.get_function(function)
+            self._functions[key] = ((stamp.st_mtime_ns, stamp.st_size), fn)
+            return fn
 
 
-def _read_kernel_source(source: str) -> str:
+def _kernel_path(source: str) -> Path:
     path = kernel_dir() / f"{source}.cu"
     if not path.is_file():
         known = sorted(p.stem for p in kernel_dir().glob("*.cu"))
         raise BackendError(f"kernel source '{source}.cu' not found in {kernel_dir()}; known: {known}")
-    return path.read_text()
+    return path
 
 
 _BACKENDS: dict[str, Backend] = {}

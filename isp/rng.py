@@ -47,8 +47,11 @@ def philox4x32(counter: tuple[Any, Any, Any, Any], key: tuple[int, int], xp: Any
 
 
 def uniform01(bits: Any, xp: Any = np) -> Any:
-    """float32 uniform on the open interval (0, 1) from uint32 bits: (top 24 bits + 0.5) / 2^24."""
-    return ((bits >> xp.uint32(8)).astype(xp.float32) + xp.float32(0.5)) * xp.float32(2.0**-24)
+    """float32 uniform on the open interval (0, 1) from uint32 bits: (top 23 bits + 0.5) / 2^23.
+
+    23 bits, not 24: ``2^24 - 0.5`` is not a float32 and would round to 1.
+    """
+    return ((bits >> xp.uint32(9)).astype(xp.float32) + xp.float32(0.5)) * xp.float32(2.0**-23)
 
 
 def normal_pair(u1: Any, u2: Any, xp: Any = np) -> tuple[Any, Any]:

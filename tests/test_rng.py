@@ -29,6 +29,11 @@ def test_a_crop_draws_what_the_same_pixels_draw_in_the_whole_frame():
     np.testing.assert_array_equal(crop, full[20:30, 31:43])
 
 
+def test_uniforms_stay_inside_the_open_interval_at_the_extreme_bits():
+    u = uniform01(np.array([0, 0xFFFFFFFF], dtype=np.uint32))
+    assert 0 < u[0] and u[1] < 1
+
+
 def test_uniforms_and_normals_have_the_right_distribution():
     lo, hi = pixel_counters((512, 512))
     bits = philox4x32((lo, hi, 0, 1), (3, 0))
