@@ -8,10 +8,12 @@ from isp.sensor.capture import (
     ideal_capture,
     mean_electrons,
     mismatch_tile,
+    sensor_dn,
     window_origin,
 )
 from isp.sensor.model import (
     DEFAULT_LUMINANCE_CD_M2,
+    ENGINES,
     NOISE_SOURCES,
     DCGConfig,
     Exposure,
@@ -34,6 +36,7 @@ __all__ = [
     "Exposure",
     "FixedPatterns",
     "NOISE_SOURCES",
+    "ENGINES",
     "DEFAULT_LUMINANCE_CD_M2",
     "build_sensor",
     "capture",
@@ -43,4 +46,5 @@ __all__ = [
     "window_origin",
     "mismatch_tile",
     "digitise",
+    "sensor_dn",
 ]

@@ -24,6 +24,9 @@ noise; low gain: full well) and keeps the high-gain value unless it is near its 
 
 Every noise source has its own switch (``sensor.noise``) and its own random stream
 (``backend.rng(seed, name)``), so switching one off leaves the draws of the others unchanged.
+Steps 3-8 are this module's reference engine; ``sensor.engine=fused`` computes them in one pass
+with counter-based draws instead (:mod:`isp.sensor.fused`, one CUDA kernel on the GPU), same
+model and distributions, different draws (:func:`sensor_dn` dispatches).
 Temporal noise comes from the frame's seed; fixed patterns (PRNU, DSNU, mismatch, defects)
 from the sensor's ``instance_seed`` through a counter-based hash
 (:mod:`isp.sensor.fixed_pattern`), identical in every frame, window and backend.
@@ -51,6 +54,7 @@ from isp.backend import Backend
 from isp.errors import ConfigError
 from isp.frame import CaptureInfo, GainMap, RawFrame
 from isp.optics import Geometry, OpticsConfig, apply_optics, shading_map
+from isp.sensor import fused
 from isp.sensor.fixed_pattern import hash_normal, hash_positions
 from isp.sensor.model import DEFAULT_LUMINANCE_CD_M2, Exposure, SensorConfig
 
@@ -65,6 +69,7 @@ __all__ = [
     "window_origin",
     "digitise",
     "lens_shading_maps",
+    "sensor_dn",
 ]
 
 
@@ -353,8 +358,30 @@ def capture(
     """
     _check_window(scene_rgb, sensor)
     exposure = sensor.exposure(luminance_cd_m2, white_rgb=white_rgb)
-    electrons = _noisy_electrons(mean_electrons(scene_rgb, sensor, backend, exposure), sensor, backend, seed, exposure, components)
-    return _frame(digitise(electrons, sensor, backend.xp), sensor, exposure, white_rgb)
+    dn = sensor_dn(mean_electrons(scene_rgb, sensor, backend, exposure), sensor, backend, seed, exposure, components)
+    return _frame(dn, sensor, exposure, white_rgb)
+
+
+def sensor_dn(mean_e: Any, sensor: SensorConfig, backend: Backend, seed: int, exposure: Exposure, components: dict[str, Any] | None = None) -> Any:
+    """Mean photo-electrons ``(H, W)`` float32 to the noisy DN mosaic (uint16), by ``sensor.engine``.
+
+    Everything after the optics: fixed patterns, every enabled noise source, full well, the ADC.
+    ``reference``: this module's array code. ``fused``: :mod:`isp.sensor.fused`, the CUDA kernel
+    on a GPU backend and its array-module reference on NumPy; with ``components`` it runs the
+    array-module reference on either backend (the kernel keeps nothing but DN), which matches the
+    kernel's DN but for the rare float-rounding cases documented there. ``mean_e`` is the
+    centred window of the read-out that :func:`window_origin` places; the reference engine may
+    add hot-pixel charge into it in place (pass a copy to keep it), the fused engine never writes it.
+    """
+    xp = backend.xp
+    if sensor.engine == "reference":
+        return digitise(_noisy_electrons(mean_e, sensor, backend, seed, exposure, components), sensor, xp)
+    shape = tuple(mean_e.shape)
+    patterns = fixed_patterns(sensor, backend, shape)
+    params = fused.fused_params(sensor, exposure, seed, shape, window_origin(sensor, shape))
+    if backend.is_gpu and components is None:
+        return fused.dn_cuda(mean_e, patterns, params, backend)
+    return digitise(fused.noisy_electrons(mean_e, patterns, params, xp, components), sensor, xp)
 
 
 def ideal_capture(

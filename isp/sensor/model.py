@@ -36,6 +36,7 @@ __all__ = [
     "SensorConfig",
     "Exposure",
     "NOISE_SOURCES",
+    "ENGINES",
     "DEFAULT_LUMINANCE_CD_M2",
     "build_sensor",
 ]
@@ -65,6 +66,16 @@ class LensConfig:
     equivalent_focal_length_mm: float | None = param(None, unit="mm", range=(1.0, 2000.0), doc="35 mm-equivalent focal length")
     optics: OpticsConfig = param(OpticsConfig(), doc="transmission, relative illumination, colour shading, PSF, lateral CA")
 
+
+#: Sensor simulation engines (``sensor.engine``). ``reference``: :mod:`isp.sensor.capture`'s
+#: stage-by-stage array code, each noise source drawn from its own NumPy/CuPy generator stream.
+#: ``fused``: :mod:`isp.sensor.fused`, the same model and distributions in one pass (one CUDA
+#: kernel on the GPU, its array-module reference elsewhere) with counter-based Philox draws, so
+#: the same seed gives the same frame on both backends (but for rare 1 DN float-rounding
+#: differences) and a window draws what the same pixels draw in the whole frame; its draws
+#: differ from the reference engine's. The default stays ``reference`` until the kernel has
+#: been measured on a GPU.
+ENGINES = ("reference", "fused")
 
 #: The noise sources, each switched on and off on its own (``sensor.noise.<name>``).
 NOISE_SOURCES = ("shot", "dark_current", "prnu", "dsnu", "read", "row", "defects", "mismatch")
@@ -165,6 +176,12 @@ class SensorConfig:
     )
     dcg: DCGConfig | None = param(None, doc="dual conversion gain; null when the sensor has one conversion gain")
     noise: NoiseSwitches = param(NoiseSwitches(), doc="which noise sources are on")
+    engine: str = param(
+        "reference",
+        choices=ENGINES,
+        doc="how the noise is simulated: reference (one array pass per noise source, NumPy/CuPy generators) "
+        "or fused (one GPU kernel, Philox counter-based draws; same distributions, different draws)",
+    )
     instance_seed: int = param(0, range=(0, 2**32 - 1), doc="which physical part: seeds its fixed patterns (PRNU, DSNU, defects)")
     modes: dict = param(doc="read-out modes by name: width, height, cfa, binning")
     mode: str = param(doc="the read-out mode to capture in")
