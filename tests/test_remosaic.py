@@ -25,8 +25,19 @@ from isp.stages.black_level import BlackLevelParams, black_level
 from isp.stages.demosaic import demosaic
 from isp.stages.oetf import srgb_eotf
 from isp.stages.registry import StageContext
-from isp.stages.remosaic import REMOSAIC_METHODS, RemosaicParams, bayer_layout, remosaic, remosaic_stage
+from isp.stages.remosaic import (
+    REMOSAIC_METHODS,
+    RemosaicParams,
+    bayer_layout,
+    directional,
+    kernel_launch,
+    pixel_swap,
+    remosaic,
+    remosaic_stage,
+)
 from isp.stages.white_balance import gains_from_neutral
+
+from .kernel_emulation import emulate_kernel
 
 CTX = StageContext(get_backend("numpy"))
 METHODS = sorted(REMOSAIC_METHODS)
@@ -244,19 +255,94 @@ def test_bad_parameters_are_config_errors():
         remosaic(np.zeros((8, 8), np.float32), CFALayout.from_name("RGGB"))
 
 
+# --- the CUDA kernels, emulated on the CPU ------------------------------------------------------
+
+#: Frame shapes for the kernels (tiles of 16x32 with a halo of 7): partial tiles; tiles at the
+#: border only (40x56, 64x64); inner tiles, which skip the mirrors (64x96, and 40x72 where 8
+#: pixels of image lie beyond the inner tile, the least that skips them); a tile with 8 pixels
+#: beyond it along one axis but only 4 along the other, which must take the border path (36x72,
+#: 40x68); frames smaller than a tile.
+KERNEL_SHAPES = [(40, 56), (64, 64), (64, 96), (40, 72), (36, 72), (40, 68), (4, 4), (12, 8)]
+
+
+def edgy_scene(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A natural-looking ``(H, W, 3)`` scene: smooth colour with sharp edges along both axes and
+    a little noise, so that both directions get chosen, strongly and weakly."""
+    h, w = shape
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    scene = np.stack([0.5 + 0.4 * np.sin(x / 7.0), 0.5 + 0.4 * np.cos(y / 5.0), (x + y) / (h + w)], axis=-1)
+    scene[:, int(w * 0.48) :] *= 0.3
+    scene[int(h * 0.42) :] = 0.9 - scene[int(h * 0.42) :]
+    return scene + rng.normal(0.0, 0.01, size=scene.shape).astype(np.float32)
+
+
+def emulated(method: str, mosaic: np.ndarray, cfa: CFALayout, gains: np.ndarray | None = None) -> np.ndarray:
+    """``method``'s kernel run on the CPU, launched exactly as the CuPy path launches it."""
+    function, grid, block, scalars = kernel_launch(method, mosaic.shape, cfa, gains)
+    out = np.full(mosaic.shape, np.nan, np.float32)  # a pixel the kernel misses stays NaN
+    emulate_kernel("remosaic", function, grid, block, [mosaic, out, *scalars])
+    return out
+
+
+@pytest.mark.parametrize("cfa", QUAD_PHASES)
+@pytest.mark.parametrize("shape", KERNEL_SHAPES, ids=[f"{h}x{w}" for h, w in KERNEL_SHAPES])
+def test_directional_kernel_equals_the_numpy_reference(cfa, shape, rng):
+    """The fused shared-memory kernel, its block's threads meeting at real barriers, equals the
+    array-module reference at every pixel, borders included, to float32 rounding: on uniform
+    noise (every weight and difference arbitrary), unbalanced (the kernel balances with the
+    gains), and on a balanced edgy scene."""
+    quad = CFALayout.from_name(cfa)
+    cases = {
+        "noise": (rng.uniform(0.0, 1.0, size=shape).astype(np.float32), gains_from_neutral(NEUTRAL)),
+        "scene": (quad.sample(edgy_scene(shape, rng)), None),
+    }
+    for name, (mosaic, gains) in cases.items():
+        got = emulated("directional", mosaic, quad, gains)
+        np.testing.assert_allclose(got, directional(mosaic, quad, gains), rtol=0, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("cfa", QUAD_PHASES)
+def test_pixel_swap_kernel_equals_the_numpy_reference(cfa, rng):
+    quad = CFALayout.from_name(cfa)
+    for shape in ((40, 56), (4, 4)):
+        mosaic = rng.uniform(0.0, 1.0, size=shape).astype(np.float32)
+        np.testing.assert_array_equal(emulated("pixel_swap", mosaic, quad), pixel_swap(mosaic, quad))
+
+
 # --- NumPy / CuPy parity ------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("cfa", QUAD_PHASES)
+@pytest.mark.parametrize("shape", [(96, 128), (1000, 1512)])
+def test_cuda_kernels_match_numpy(method, cfa, shape, rng, cupy_backend):
+    """The kernels on the GPU against the NumPy reference, partial tiles and many inner tiles."""
+    quad = CFALayout.from_name(cfa)
+    mosaic = quad.sample(edgy_scene(shape, rng))
+    gains = gains_from_neutral(NEUTRAL)
+    got = remosaic(cupy_backend.asarray(mosaic), quad, method, gains)
+    assert got.dtype == np.float32 and got.shape == shape
+    np.testing.assert_allclose(to_host(got), remosaic(mosaic, quad, method, gains), rtol=0, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("reference", [pixel_swap, directional], ids=["pixel_swap", "directional"])
+def test_the_reference_runs_on_cupy(reference, rng, cupy_backend):
+    """The array-module reference itself on CuPy arrays, as the kernels' second witness."""
+    quad = CFALayout.from_name("quad_GRBG")
+    mosaic = quad.sample(edgy_scene((96, 128), rng))
+    gains = gains_from_neutral(NEUTRAL)
+    got = reference(cupy_backend.asarray(mosaic), quad, gains)
+    np.testing.assert_allclose(to_host(got), reference(mosaic, quad, gains), rtol=2e-5, atol=2e-6)
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("cfa", ["quad_RGGB", "quad_GBRG"])
 def test_cupy_matches_numpy(method, cfa, rng, cupy_backend):
-    """A natural-looking mosaic: smooth colour with sharp edges, so both directions get chosen."""
-    y, x = np.mgrid[0:96, 0:128].astype(np.float32)
-    scene = np.stack([0.5 + 0.4 * np.sin(x / 7.0), 0.5 + 0.4 * np.cos(y / 5.0), (x + y) / 224.0], axis=-1)
-    scene[:, 61:] *= 0.3
-    scene[40:] = 0.9 - scene[40:]
-    scene += rng.normal(0.0, 0.01, size=scene.shape).astype(np.float32)
+    """The stage on a CuPy frame (the kernels) and on a NumPy one."""
+    scene = edgy_scene((96, 128), rng)
     frame = quad_frame(CFALayout.from_name(cfa).sample(scene), cfa)
     expected = remosaic_stage(frame, RemosaicParams(method), CTX)
     on_gpu = frame.replace(mosaic=cupy_backend.asarray(frame.mosaic))
