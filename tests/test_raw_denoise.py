@@ -24,10 +24,20 @@ from isp.metrics.noise import detrended_snr, neutral_patches
 from isp.scene import build_scene_params, render_scene
 from isp.sensor import build_sensor, capture, ideal_capture
 from isp.stages.black_level import BlackLevelParams, black_level
-from isp.stages.noise_model import estimate_noise_profile, noise_model, noise_sigma, site_planes
-from isp.stages.raw_denoise import RAW_DENOISE_METHODS, RawDenoiseParams, band_noise_gains, raw_denoise, raw_denoise_mosaic
+from isp.stages.noise_model import NoiseModel, estimate_noise_profile, noise_model, noise_sigma, site_planes
+import isp.stages.raw_denoise as raw_denoise_module
+from isp.stages.raw_denoise import (
+    _KERNEL_METHODS,
+    RAW_DENOISE_METHODS,
+    RawDenoiseParams,
+    band_noise_gains,
+    raw_denoise,
+    raw_denoise_mosaic,
+)
 from isp.stages.registry import STAGES, Stage, StageContext
 from isp.stages.white_balance import WhiteBalanceParams, white_balance
+
+from .kernel_emulation import emulate_kernel
 
 CTX = StageContext(get_backend("numpy"))
 METHODS = sorted(RAW_DENOISE_METHODS)
@@ -117,31 +127,78 @@ def test_band_noise_gains_match_the_published_table():
     np.testing.assert_allclose(band_noise_gains(3), [0.889, 0.200, 0.086], rtol=0.01)
 
 
+def scipy_wavelet(frame: RawFrame, strength: float, gains: list[float]) -> np.ndarray:
+    """The documented wavelet shrinkage from SciPy's filters (mirrored borders) on each site
+    plane, in float64; ``gains`` are the bands' white-noise gains."""
+    planes = site_planes(frame.mosaic, frame.cfa).astype(np.float64)
+    model = noise_model(frame, np)
+    level = np.maximum(ndi.uniform_filter(planes, (1, 5, 5), mode="mirror"), 0)
+    variance = (site_planes(model.slope, frame.cfa) * level + site_planes(model.offset, frame.cfa)) * strength**2
+    b3 = np.array([1, 4, 6, 4, 1]) / 16.0
+    coarse, result = planes, 0.0
+    for j, gain in enumerate(gains):
+        kernel = np.zeros(4 * 2**j + 1)
+        kernel[:: 2**j] = b3
+        smooth = ndi.correlate1d(ndi.correlate1d(coarse, kernel, axis=1, mode="mirror"), kernel, axis=2, mode="mirror")
+        detail = coarse - smooth
+        energy = ndi.uniform_filter(detail**2, (1, 5, 5), mode="mirror")
+        result = result + detail * np.maximum(energy - variance * gain**2, 0) / np.maximum(energy, 1e-300)
+        coarse = smooth
+    expected = np.zeros(frame.shape)
+    th, tw = frame.cfa.tile_shape
+    for k, plane in enumerate(result + coarse):
+        expected[k // tw :: th, k % tw :: tw] = plane
+    return expected
+
+
+def impulse_band_gains(levels: int) -> list[float]:
+    """Each band's noise gain from SciPy's transform of a unit impulse (its l2 norm)."""
+    impulse = np.zeros((1, 4 * 2**levels + 1, 4 * 2**levels + 1))
+    impulse[0, 2 * 2**levels, 2 * 2**levels] = 1.0
+    b3 = np.array([1, 4, 6, 4, 1]) / 16.0
+    coarse, gains = impulse, []
+    for j in range(levels):
+        kernel = np.zeros(4 * 2**j + 1)
+        kernel[:: 2**j] = b3
+        smooth = ndi.correlate1d(ndi.correlate1d(coarse, kernel, axis=1, mode="constant"), kernel, axis=2, mode="constant")
+        gains.append(float(np.sqrt(np.sum((coarse - smooth) ** 2))))
+        coarse = smooth
+    return gains
+
+
 def test_wavelet_is_the_a_trous_wiener_shrinkage():
     """A reference built from SciPy's filters (mirrored borders) on each site plane."""
     rng = np.random.default_rng(4)
     level = ndi.zoom(rng.uniform(0.05, 0.6, (12, 16)), 4, order=1)
     frame = poisson_frame(level, seed=5)
     out = raw_denoise(frame, params(method="wavelet", strength=1.3), CTX).mosaic
-    planes = site_planes(frame.mosaic, frame.cfa).astype(np.float64)
-    variance = site_planes(noise_model(frame, np).slope, frame.cfa) * np.maximum(ndi.uniform_filter(planes, (1, 5, 5), mode="mirror"), 0)
-    variance = (variance + ISO3200_PROFILE[0][1]) * 1.3**2
-    b3 = np.array([1, 4, 6, 4, 1]) / 16.0
-    coarse, result = planes, 0.0
-    for j, gain in enumerate([0.889, 0.200, 0.086]):
-        kernel = np.zeros(4 * 2**j + 1)
-        kernel[:: 2**j] = b3
-        smooth = ndi.correlate1d(ndi.correlate1d(coarse, kernel, axis=1, mode="mirror"), kernel, axis=2, mode="mirror")
-        detail = coarse - smooth
-        energy = ndi.uniform_filter(detail**2, (1, 5, 5), mode="mirror")
-        result = result + detail * np.maximum(energy - variance * gain**2, 0) / energy
-        coarse = smooth
-    expected = np.zeros_like(frame.mosaic)
-    th, tw = frame.cfa.tile_shape
-    for k, plane in enumerate(result + coarse):
-        expected[k // tw :: th, k % tw :: tw] = plane
+    expected = scipy_wavelet(frame, 1.3, [0.889, 0.200, 0.086])
     # the table's rounded band gains move the shrinkage slightly
     np.testing.assert_allclose(out, expected, atol=2e-4)
+
+
+@pytest.mark.parametrize(
+    ("cfa", "shape", "levels"),
+    [("GRBG", (12, 10), 3), ("quad_RGGB", (16, 24), 4), ("RGGB", (200, 136), 3)],
+    ids=["bayer-6x5-planes", "quad-4x6-planes", "bayer-several-tiles"],
+)
+def test_wavelet_matches_scipy_in_float32_rounding(cfa, shape, levels):
+    """With exact band gains the float32 path equals SciPy's float64 one to rounding, also on
+    planes smaller than the transform's reach (mirrored many times over) and across the
+    NumPy path's cache tiles."""
+    rng = np.random.default_rng(17)
+    frame = poisson_frame(rng.uniform(0.05, 0.7, shape), cfa=cfa, seed=18)
+    out = raw_denoise(frame, params(method="wavelet", strength=1.1, levels=levels), CTX).mosaic
+    np.testing.assert_allclose(out, scipy_wavelet(frame, 1.1, impulse_band_gains(levels)), rtol=0, atol=1e-6)
+
+
+def test_wavelet_cache_tiles_do_not_change_the_result(monkeypatch):
+    """The NumPy path's tiles (with their mirrored halos) give the whole planes' result bit for bit."""
+    frame = poisson_frame(np.random.default_rng(19).uniform(0.05, 0.7, (72, 100)), cfa="quad_BGGR", seed=20)
+    p = params(method="wavelet", levels=3)
+    whole = raw_denoise(frame, p, CTX).mosaic
+    monkeypatch.setattr(raw_denoise_module, "_CPU_TILE", (20, 28))  # 5x7 same-site pixels
+    np.testing.assert_array_equal(raw_denoise(frame, p, CTX).mosaic, whole)
 
 
 def test_nlm_is_the_documented_weighted_mean():
@@ -380,3 +437,116 @@ def test_estimated_noise_parity(backend):
     got = estimate_noise_profile(backend.asarray(frame.mosaic), frame.cfa)
     for e, g in zip(expected, got, strict=True):
         np.testing.assert_allclose(g, e, rtol=1e-4)
+
+
+# -- CUDA kernels (kernels/raw_denoise.cu) -------------------------------------------------------
+
+
+def shaded_frame(cfa: str, shape: tuple[int, int], seed: int = 21) -> RawFrame:
+    """A Poisson-Gaussian frame after white balance and lens-shading correction: every pixel has
+    its own noise model; values span about [0, 1.7]."""
+    h, w = shape
+    rng = np.random.default_rng(seed)
+    level = ndi.zoom(rng.uniform(0.05, 0.6, (h // 8 + 1, w // 8 + 1)), 8, order=1)[:h, :w]
+    level[h // 3 :, w // 2 :] += 0.25  # a step edge for the range weights
+    wb = np.array([1.8, 1.0, 1.4])
+    shading = (1.0 + 0.6 * np.linspace(0.0, 1.0, w, dtype=np.float32) ** 2)[None, :].repeat(h, 0)
+    frame = poisson_frame(level, cfa=cfa, seed=seed + 1)
+    mosaic = frame.cfa.apply_per_site(frame.mosaic * shading, scale=frame.cfa.per_site(wb))
+    return frame.replace(mosaic=mosaic, wb_gains=wb, shading_gain=shading)
+
+
+def emulated_launch(function, grid, block, args) -> None:
+    emulate_kernel("raw_denoise", function, grid, block, list(args))
+
+
+#: (method, settings): the defaults, and each kernel's edge cases (one wavelet level, the
+#: largest step with a kernel, NLM without a patch, the widest bilateral window).
+KERNEL_CASES = [
+    ("wavelet", {}),
+    ("wavelet", {"levels": 1}),
+    ("wavelet", {"levels": 4}),
+    ("nlm", {}),
+    ("nlm", {"radius": 1, "patch_radius": 0}),
+    ("bilateral", {}),
+    ("bilateral", {"radius": 7, "spatial_sigma": 2.5}),
+]
+CASE_IDS = [f"{m}-" + "-".join(f"{k}{v}" for k, v in s.items()) if s else m for m, s in KERNEL_CASES]
+
+
+@pytest.mark.parametrize(
+    ("cfa", "shape"),
+    [("RGGB", (72, 136)), ("quad_GBRG", (64, 64))],
+    ids=["bayer-72x136", "quad-64x64"],  # 36x68 planes: partial tiles; 16x16: mirrored more than once
+)
+@pytest.mark.parametrize(("method", "settings"), KERNEL_CASES, ids=CASE_IDS)
+def test_cuda_kernel_logic_on_the_cpu(method, settings, cfa, shape):
+    """kernels/raw_denoise.cu compiled as C++ and run block by block (a block's threads meet at
+    real barriers), launched exactly as on the GPU, equals the NumPy path at every pixel,
+    borders, tile seams and partial tiles included: max abs diff < 1e-6."""
+    frame = shaded_frame(cfa, shape)
+    p = params(method=method, strength=1.2, **settings)
+    model = noise_model(frame, np)
+    fits, kernel = _KERNEL_METHODS[method]
+    assert fits(frame.cfa, p)
+    got = kernel(frame.mosaic, frame.cfa, model, p, emulated_launch)
+    expected = RAW_DENOISE_METHODS[method](frame.mosaic, frame.cfa, model, p)
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("method", "settings", "cfa", "fits"),
+    [
+        ("wavelet", {}, "quad_RGGB", True),
+        ("wavelet", {"levels": 5}, "RGGB", False),  # step 16: the tile's halo outgrows shared memory
+        ("nlm", {}, "quad_RGGB", True),
+        ("nlm", {"radius": 6}, "RGGB", True),
+        ("nlm", {"radius": 4}, "quad_RGGB", False),  # a 19-pixel halo
+        ("bilateral", {"radius": 7}, "quad_RGGB", True),
+    ],
+)
+def test_which_settings_have_a_kernel(method, settings, cfa, fits):
+    """Outside a kernel's limits the GPU runs the array-module path instead (checked on a GPU below)."""
+    assert _KERNEL_METHODS[method][0](CFALayout.from_name(cfa), params(method=method, **settings)) is fits
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("cfa", "shape"), [("RGGB", (200, 264)), ("quad_GBRG", (136, 200))], ids=["bayer", "quad"])
+@pytest.mark.parametrize(
+    ("method", "settings"),
+    [*KERNEL_CASES, ("wavelet", {"levels": 5}), ("nlm", {"radius": 4})],
+    ids=[*CASE_IDS, "wavelet-levels5", "nlm-radius4"],
+)
+def test_cuda_kernels_match_numpy(method, settings, cfa, shape, cupy_backend, monkeypatch):
+    """The stage on CuPy (the kernels where the settings fit, else the array-module path on the
+    GPU) equals the NumPy path: max abs diff < 1e-5 (FMA contraction is the only difference)."""
+    frame = shaded_frame(cfa, shape)
+    p = params(method=method, strength=1.2, **settings)
+    launched = []
+    launch = raw_denoise_module._cupy_launch
+
+    def spy(function, grid, block, args):
+        launched.append(function)
+        launch(function, grid, block, args)
+
+    monkeypatch.setattr(raw_denoise_module, "_cupy_launch", spy)
+    expected = raw_denoise(frame, p, CTX).mosaic
+    moved = frame.replace(mosaic=cupy_backend.asarray(frame.mosaic), shading_gain=cupy_backend.asarray(frame.shading_gain))
+    got = to_host(raw_denoise(moved, p, StageContext(cupy_backend)).mosaic)
+    assert bool(launched) == _KERNEL_METHODS[method][0](frame.cfa, p), launched
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("method", METHODS)
+def test_array_module_path_on_the_gpu_matches_numpy(method, cupy_backend):
+    """The reference path itself, run as CuPy array code, equals its NumPy run."""
+    frame = shaded_frame("quad_RGGB", (136, 200))
+    p = params(method=method, strength=1.2)
+    model = noise_model(frame, np)
+    expected = RAW_DENOISE_METHODS[method](frame.mosaic, frame.cfa, model, p)
+    moved = NoiseModel(cupy_backend.asarray(model.slope), cupy_backend.asarray(model.offset), model.estimated)
+    got = to_host(RAW_DENOISE_METHODS[method](cupy_backend.asarray(frame.mosaic), frame.cfa, moved, p))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)

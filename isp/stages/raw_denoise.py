@@ -39,6 +39,19 @@ Methods
     ``exp(-(v_q - v_p)² / (2·w²))`` with range width ``w = 2·strength·sigma`` and ``sigma``
     the noise standard deviation at ``p``'s level (its 3×3 same-site mean).
 
+Schedules
+---------
+The array-module functions of :data:`RAW_DENOISE_METHODS` are the reference and the CPU path
+(they also run on CuPy). On the CPU the wavelet works tile by tile (all levels of one tile
+while its arrays stay in cache, with a mirrored halo as wide as the transform reaches), which
+gives the whole planes' result bit for bit. On a GPU, :func:`raw_denoise_mosaic` runs the
+shared-memory stencil kernels of ``kernels/raw_denoise.cu`` instead: one launch per wavelet
+level, one for ``nlm``, one for ``bilateral``, each repeating its reference's order of
+operations (they agree to float32 rounding; tests/test_raw_denoise.py runs them on the CPU
+emulator and, on a GPU, against NumPy). Settings beyond a kernel's limits (``levels`` above 4;
+an ``nlm`` halo ``radius·tile + patch_radius`` above 16 mosaic pixels) run the array-module
+path on the GPU.
+
 Measured on the simulated IMX989 (binned, 4096×3072) at ISO 3200, strength 1, against the
 noise-free capture through the same black level and white balance: on the ColorChecker's grey
 patches (green sites) ``wavelet`` raises the SNR 4.6-4.8×, ``nlm`` 3.2-3.3×, ``bilateral``
@@ -70,7 +83,7 @@ from typing import Any
 
 import numpy as np
 
-from isp.backend import array_module
+from isp.backend import array_module, get_backend
 from isp.cfa import CFALayout
 from isp.config import param
 from isp.errors import ConfigError
@@ -106,7 +119,8 @@ def _box_sum(a: Any, radius: int, axes: tuple[int, ...], mirror: bool) -> Any:
     shape, otherwise only whole windows are summed (each axis shrinks by ``2·radius``).
 
     Shifted slices rather than ``ndimage.uniform_filter``: SciPy's filter along a strided axis
-    is several times slower than the whole frame's memory traffic.
+    is several times slower than the whole frame's memory traffic. The terms are added in window
+    order, first to last, which the CUDA kernels repeat.
     """
     xp = array_module(a)
     for axis in axes:
@@ -115,28 +129,23 @@ def _box_sum(a: Any, radius: int, axes: tuple[int, ...], mirror: bool) -> Any:
             widths[axis] = (radius, radius)
             a = xp.pad(a, widths, mode="reflect")
         n = a.shape[axis] - 2 * radius
-        index = [slice(None)] * a.ndim
-        index[axis] = slice(0, n)
-        total = a[tuple(index)].copy()
-        for k in range(1, 2 * radius + 1):
-            index[axis] = slice(k, k + n)
-            total += a[tuple(index)]
+        taps = [a[(slice(None),) * axis + (slice(k, k + n),)] for k in range(2 * radius + 1)]
+        total = taps[0] + taps[1] if radius else taps[0].copy()
+        for tap in taps[2:]:
+            total += tap
         a = total
     return a
 
 
-def _smooth_axis(a: Any, step: int, axis: int) -> Any:
-    """The B3-spline filter with ``step - 1`` holes along one axis of ``(sites, h, w)`` planes."""
-    xp = array_module(a)
-    n = a.shape[axis]
-    widths = [(0, 0)] * a.ndim
-    widths[axis] = (2 * step, 2 * step)
-    padded = xp.pad(a, widths, mode="reflect")
+def _b3_valid(a: Any, step: int, axis: int) -> Any:
+    """The B3-spline filter with ``step - 1`` holes along ``axis`` where the whole filter fits:
+    the axis shrinks by ``4·step``."""
+    n = a.shape[axis] - 4 * step
+    index = [slice(None)] * a.ndim
 
     def tap(k: int) -> Any:
-        index = [slice(None)] * a.ndim
         index[axis] = slice(k * step, k * step + n)
-        return padded[tuple(index)]
+        return a[tuple(index)]
 
     # The filter is symmetric: pair the outer taps to save multiplications on a full frame.
     out = tap(0) + tap(4)
@@ -144,13 +153,14 @@ def _smooth_axis(a: Any, step: int, axis: int) -> Any:
     inner = tap(1) + tap(3)
     inner *= np.float32(_B3[1])
     out += inner
-    inner = tap(2) * np.float32(_B3[2])
+    array_module(a).multiply(tap(2), np.float32(_B3[2]), out=inner)
     out += inner
     return out
 
 
 def _smooth(planes: Any, step: int) -> Any:
-    return _smooth_axis(_smooth_axis(planes, step, 1), step, 2)
+    """The à trous smoothing of ``(sites, h, w)`` planes with mirrored borders."""
+    return _b3_valid(_b3_valid(_mirror(planes, 2 * step), step, 1), step, 2)
 
 
 @cache
@@ -171,33 +181,140 @@ def band_noise_gains(levels: int) -> tuple[float, ...]:
     return tuple(gains)
 
 
-def _wavelet(mosaic: Any, cfa: CFALayout, noise: NoiseModel, params: RawDenoiseParams) -> Any:
-    xp = array_module(mosaic)
-    half, area = _ENERGY_WINDOW // 2, np.float32(_ENERGY_WINDOW**2)
-    planes = site_planes(mosaic, cfa)
-    plane_noise = NoiseModel(site_planes(noise.slope, cfa), site_planes(noise.offset, cfa), noise.estimated)
-    level = _box_sum(planes, half, (1, 2), mirror=True) / area
+def _plane_view(mosaic: Any, cfa: CFALayout) -> Any:
+    """The mosaic's site planes as a ``(th, tw, H/th, W/tw)`` view (no copy)."""
+    return cfa.blocks(mosaic).transpose(1, 3, 0, 2)
+
+
+def _reflect(index: np.ndarray, n: int) -> np.ndarray:
+    """``index`` folded into ``0 .. n-1`` by mirroring without repeating the edge, as often as
+    needed: ``numpy.pad(mode="reflect")`` for any width."""
+    if n == 1:
+        return np.zeros_like(index)
+    period = 2 * n - 2
+    index = np.mod(index, period)
+    return np.where(index < n, index, period - index)
+
+
+def _runs(index: np.ndarray) -> list[tuple[slice, slice]]:
+    """``(destination, source)`` slice pairs that copy ``source[index]`` run by run (steps of
+    +1, -1 or 0), so a mirrored window is gathered with a few slice copies."""
+    runs, start, size = [], 0, index.size
+    steps = np.diff(index)
+    while start < size:
+        step = int(steps[start]) if start + 1 < size else 1
+        changes = np.flatnonzero(steps[start:] != step)
+        stop = start + 1 + (int(changes[0]) if changes.size else size - 1 - start)
+        first, last = int(index[start]), int(index[stop - 1])
+        if step == 0:
+            source = slice(first, first + 1)  # one source pixel broadcast over the run
+        elif step > 0 or stop - start == 1:
+            source = slice(first, last + 1)
+        else:
+            source = slice(first, last - 1 if last > 0 else None, -1)
+        runs.append((slice(start, stop), source))
+        start = stop
+    return runs
+
+
+def _mirrored_window(planes: Any, rows: range, cols: range) -> Any:
+    """``planes[:, :, rows, cols]`` of a ``(th, tw, h, w)`` plane view, indices outside the
+    planes mirrored (``_reflect``), as a new contiguous array."""
+    th, tw, h, w = planes.shape
+    out = array_module(planes).empty((th, tw, len(rows), len(cols)), dtype=planes.dtype)
+    row_runs = _runs(_reflect(np.arange(rows.start, rows.stop), h))
+    col_runs = _runs(_reflect(np.arange(cols.start, cols.stop), w))
+    for rd, rs in row_runs:
+        for cd, cs in col_runs:
+            out[:, :, rd, cd] = planes[:, :, rs, cs]
+    return out
+
+
+#: Tile of the array-module wavelet path on the CPU, in mosaic pixels (rows, columns; 1 MiB of
+#: float32): every level of a tile is computed while its arrays stay in the processor's cache,
+#: and no frame-sized temporary is allocated (their page faults cost more than their
+#: arithmetic). CuPy takes the planes whole.
+_CPU_TILE = (256, 1024)
+
+
+def _wavelet_tile(
+    coarse: Any, slope: Any, offset: Any, halo: int, params: RawDenoiseParams, gains: tuple[float, ...]
+) -> Any:
+    """All levels of the wavelet shrinkage on one tile.
+
+    ``coarse`` is the tile's ``(th, tw, n + 2·halo, m + 2·halo)`` site planes with a mirrored
+    halo of ``halo = 2 + 2·(1 + 2 + ... + 2^(levels-1))`` pixels: each level's smoothing uses up
+    ``2·step`` of it and the energy window the last 2. Filtering the mirrored extension equals
+    mirroring the filtered planes (the filters are symmetric), so the tile's result is the
+    whole planes' result. ``slope`` and ``offset`` are the noise model over the tile
+    (``(th, tw, n, m)``); returns the denoised tile ``(th, tw, n, m)``.
+    """
+    xp = array_module(coarse)
+    th, tw, n, m = slope.shape
+    half = _ENERGY_WINDOW // 2
+    area = np.float32(_ENERGY_WINDOW**2)
+    coarse = coarse.reshape(th * tw, n + 2 * halo, m + 2 * halo)
+    centre = coarse[:, halo - half : halo + n + half, halo - half : halo + m + half]
+    level = _box_sum(centre, half, (1, 2), mirror=False)
+    level /= area
     # the band's mean energy is compared with its noise, so both are kept as window sums
-    variance = plane_noise.variance(level) * np.float32(params.strength**2) * area
+    variance = NoiseModel(slope, offset, False).variance(level.reshape(th, tw, n, m))
+    variance *= np.float32(params.strength**2)
+    variance *= area
+    variance = variance.reshape(th * tw, n, m)
     tiny = np.float32(np.finfo(np.float32).tiny)
-    coarse, kept = planes, xp.zeros_like(planes)
-    for j, gain in enumerate(band_noise_gains(params.levels)):
-        smooth = _smooth(coarse, 2**j)
-        detail = coarse - smooth
-        energy = _box_sum(detail * detail, half, (1, 2), mirror=True)
-        shrink = energy - variance * np.float32(gain * gain)
+    kept, reach = None, halo
+    for j, gain in enumerate(gains):
+        step = 2**j
+        smooth = _b3_valid(_b3_valid(coarse, step, 1), step, 2)
+        reach -= 2 * step
+        detail = coarse[:, 2 * step : 2 * step + smooth.shape[1], 2 * step : 2 * step + smooth.shape[2]]
+        detail -= smooth  # the tile's coarse planes are not needed again
+        near = detail[:, reach - half : reach + n + half, reach - half : reach + m + half]
+        energy = _box_sum(near * near, half, (1, 2), mirror=False)
+        shrink = variance * np.float32(gain * gain)
+        xp.subtract(energy, shrink, out=shrink)
         xp.maximum(shrink, np.float32(0.0), out=shrink)
         shrink /= xp.maximum(energy, tiny, out=energy)
-        shrink *= detail
-        kept += shrink
+        shrink *= detail[:, reach : reach + n, reach : reach + m]
+        if kept is None:
+            kept = shrink
+        else:
+            kept += shrink
         coarse = smooth
-    kept += coarse
-    return from_site_planes(kept, cfa)
+    kept += coarse[:, reach : reach + n, reach : reach + m]
+    return kept.reshape(th, tw, n, m)
+
+
+def _wavelet(mosaic: Any, cfa: CFALayout, noise: NoiseModel, params: RawDenoiseParams) -> Any:
+    xp = array_module(mosaic)
+    planes = _plane_view(mosaic, cfa)
+    slope, offset = _plane_view(noise.slope, cfa), _plane_view(noise.offset, cfa)
+    out = xp.empty_like(mosaic)
+    out_planes = _plane_view(out, cfa)
+    h, w = planes.shape[2:]
+    gains = band_noise_gains(params.levels)
+    halo = _ENERGY_WINDOW // 2 + 2 * (2 ** params.levels - 1)
+    th, tw = cfa.tile_shape
+    tile_h, tile_w = (max(1, _CPU_TILE[0] // th), max(1, _CPU_TILE[1] // tw)) if xp is np else (h, w)
+    for y0 in range(0, h, tile_h):
+        rows = slice(y0, min(y0 + tile_h, h))
+        for x0 in range(0, w, tile_w):
+            cols = slice(x0, min(x0 + tile_w, w))
+            window = _mirrored_window(planes, range(rows.start - halo, rows.stop + halo), range(cols.start - halo, cols.stop + halo))
+            out_planes[:, :, rows, cols] = _wavelet_tile(window, slope[:, :, rows, cols], offset[:, :, rows, cols], halo, params, gains)
+    return out
 
 
 def _mirror_mosaic(mosaic: Any, cfa: CFALayout, tiles: int) -> Any:
     """The mosaic mirrored by ``tiles`` CFA tiles on every side, each site from its own plane."""
     return from_site_planes(_mirror(site_planes(mosaic, cfa), tiles), cfa)
+
+
+def _nlm_weight_scale(params: RawDenoiseParams) -> np.float32:
+    """``-1 / (h²·patch area)``: the factor from a patch distance sum to the weight's exponent."""
+    inv_h2 = np.float32(1.0 / (_NLM_H * params.strength) ** 2)
+    return -inv_h2 / np.float32((2 * params.patch_radius + 1) ** 2)
 
 
 def _nlm(mosaic: Any, cfa: CFALayout, noise: NoiseModel, params: RawDenoiseParams) -> Any:
@@ -217,7 +334,6 @@ def _nlm(mosaic: Any, cfa: CFALayout, noise: NoiseModel, params: RawDenoiseParam
     gy, gx = top - reach_y - pr, left - reach_x - pr
     centre = stable[gy : gy + grown_h + 2 * pr, gx : gx + grown_w + 2 * pr]
     patch_area = np.float32((2 * pr + 1) ** 2)
-    inv_h2 = np.float32(1.0 / (_NLM_H * params.strength) ** 2)
     total = xp.zeros_like(mosaic)
     weight_sum = xp.zeros_like(mosaic)
     weight_max = xp.full_like(mosaic, np.float32(_MIN_CENTRE_WEIGHT))
@@ -229,7 +345,7 @@ def _nlm(mosaic: Any, cfa: CFALayout, noise: NoiseModel, params: RawDenoiseParam
         distance = _box_sum(diff, pr, (0, 1), mirror=False)  # over the grown frame exactly
         distance -= np.float32(2.0) * patch_area
         xp.maximum(distance, np.float32(0.0), out=distance)
-        distance *= -inv_h2 / patch_area
+        distance *= _nlm_weight_scale(params)
         weight = xp.exp(distance, out=distance)
         for sign in (1, -1):
             # sign 1: p with p + o (the pair's weight sits at p); -1: p with p - o (it sits at p - o)
@@ -241,6 +357,11 @@ def _nlm(mosaic: Any, cfa: CFALayout, noise: NoiseModel, params: RawDenoiseParam
     total += weight_max * mosaic
     weight_sum += weight_max
     return total / weight_sum
+
+
+def _spatial_weights(params: RawDenoiseParams) -> list[np.float32]:
+    """The bilateral filter's spatial weight of each offset of ``_window(params.radius)``."""
+    return [np.float32(math.exp(-(dy * dy + dx * dx) / (2.0 * params.spatial_sigma**2))) for dy, dx in _window(params.radius)]
 
 
 def _bilateral(mosaic: Any, cfa: CFALayout, noise: NoiseModel, params: RawDenoiseParams) -> Any:
@@ -255,8 +376,7 @@ def _bilateral(mosaic: Any, cfa: CFALayout, noise: NoiseModel, params: RawDenois
     padded = _mirror(planes, r)
     total = planes.copy()
     weight_sum = xp.ones_like(planes)
-    for dy, dx in _window(r):
-        spatial = np.float32(math.exp(-(dy * dy + dx * dx) / (2.0 * params.spatial_sigma**2)))
+    for (dy, dx), spatial in zip(_window(r), _spatial_weights(params), strict=True):
         other = padded[:, r + dy : r + dy + h, r + dx : r + dx + w]
         weight = other - planes
         weight *= weight
@@ -268,6 +388,108 @@ def _bilateral(mosaic: Any, cfa: CFALayout, noise: NoiseModel, params: RawDenois
         total += weight
     total /= weight_sum
     return from_site_planes(total, cfa)
+
+
+# -- CUDA kernels (kernels/raw_denoise.cu) ------------------------------------------------------
+
+#: Launches one kernel of ``kernels/raw_denoise.cu``: ``launch(function, grid, block, args)``.
+#: CuPy's launcher on a GPU; the tests pass the CPU emulator, so both run the same launches.
+_KernelLaunch = Callable[[str, tuple[int, int], tuple[int, int], tuple[Any, ...]], None]
+
+_BLOCK = (32, 8)
+#: Side of a block's output tile (kernels/raw_denoise.cu: TILE).
+_TILE = 32
+#: The wavelet level steps with a kernel (``wavelet_level_<step>``): a level's tile halo,
+#: ``2·step + 2``, and so its shared memory, grows with the step; beyond 8 it no longer fits.
+_WAVELET_KERNEL_STEPS = (1, 2, 4, 8)
+#: Largest NLM halo (``radius·tile + patch_radius``, mosaic pixels) and patch radius of the kernel.
+_NLM_MAX_HALO = 16
+_NLM_MAX_PATCH = 6
+#: Largest bilateral radius of the kernel (the parameter's upper bound).
+_BILATERAL_MAX_RADIUS = 7
+
+
+def _cupy_launch(function: str, grid: tuple[int, int], block: tuple[int, int], args: tuple[Any, ...]) -> None:
+    get_backend("cupy").kernel("raw_denoise", function)(grid, block, args)
+
+
+def _tiles(n: int) -> int:
+    return -(-n // _TILE)
+
+
+def _plane_grid(shape: tuple[int, int], cfa: CFALayout) -> tuple[int, int]:
+    """Grid of the site-plane kernels: every site's blocks of one tile column side by side in x."""
+    th, tw = cfa.tile_shape
+    return th * tw * _tiles(shape[1] // tw), _tiles(shape[0] // th)
+
+
+def _kernel_inputs(mosaic: Any, cfa: CFALayout, noise: NoiseModel) -> tuple[Any, ...]:
+    """``(mosaic, slope, offset, height, width, cfa_h, cfa_w)`` as the kernels take them."""
+    xp = array_module(mosaic)
+    h, w = mosaic.shape
+    th, tw = cfa.tile_shape
+    arrays = (xp.ascontiguousarray(a, dtype=xp.float32) for a in (mosaic, noise.slope, noise.offset))
+    return (*arrays, np.int32(h), np.int32(w), np.int32(th), np.int32(tw))
+
+
+def _wavelet_kernels(mosaic: Any, cfa: CFALayout, noise: NoiseModel, params: RawDenoiseParams, launch: _KernelLaunch) -> Any:
+    """The wavelet shrinkage as one launch per level (``wavelet_level_<step>``).
+
+    Each level reads its coarse planes (the mosaic first), the noise variance and the running
+    sum of shrunk details, and writes the sum and the next coarse planes: 24 bytes per pixel
+    for the first level (which also reads the noise model and writes the variance), 20 for
+    the middle ones, 16 for the last; 60 bytes per pixel for the default three levels. All
+    arrays stay in the mosaic's layout, so nothing is transposed.
+    """
+    xp = array_module(mosaic)
+    source, slope, offset, *geometry = _kernel_inputs(mosaic, cfa, noise)
+    grid = _plane_grid(mosaic.shape, cfa)
+    variance, kept = xp.empty_like(source), xp.empty_like(source)
+    smoothed = [xp.empty_like(source) for _ in range(min(params.levels - 1, 2))]  # ping-pong coarse planes
+    coarse = source
+    gains = band_noise_gains(params.levels)
+    for j, gain in enumerate(gains):
+        last = j == len(gains) - 1
+        smooth = kept if last else smoothed[j % 2]  # the last level writes its smooth planes into the sum
+        args = (coarse, slope, offset, variance, kept, smooth, *geometry, np.float32(params.strength**2), np.float32(gain * gain))
+        launch(f"wavelet_level_{2**j}", grid, _BLOCK, (*args, np.int32(j == 0), np.int32(last)))
+        coarse = smooth
+    return kept
+
+
+def _nlm_kernel(mosaic: Any, cfa: CFALayout, noise: NoiseModel, params: RawDenoiseParams, launch: _KernelLaunch) -> Any:
+    """Non-local means in one launch (``nlm``): 12 bytes per pixel in (value and noise model), 4 out."""
+    inputs = _kernel_inputs(mosaic, cfa, noise)
+    out = array_module(mosaic).empty_like(inputs[0])
+    h, w = mosaic.shape
+    args = (*inputs[:3], out, *inputs[3:], np.int32(params.radius), np.int32(params.patch_radius), _nlm_weight_scale(params))
+    launch("nlm", (_tiles(w), _tiles(h)), _BLOCK, args)
+    return out
+
+
+def _bilateral_kernel(mosaic: Any, cfa: CFALayout, noise: NoiseModel, params: RawDenoiseParams, launch: _KernelLaunch) -> Any:
+    """The bilateral filter in one launch (``bilateral``): 12 bytes per pixel in, 4 out."""
+    xp = array_module(mosaic)
+    inputs = _kernel_inputs(mosaic, cfa, noise)
+    out = xp.empty_like(inputs[0])
+    r = params.radius
+    # the whole (2r+1)^2 window row by row; the centre's entry is not read
+    spatial = np.insert(np.asarray(_spatial_weights(params), np.float32), (2 * r + 1) ** 2 // 2, np.float32(1.0))
+    args = (*inputs[:3], xp.asarray(spatial), out, *inputs[3:], np.int32(r), np.float32(_BILATERAL_RANGE * params.strength))
+    launch("bilateral", _plane_grid(mosaic.shape, cfa), _BLOCK, args)
+    return out
+
+
+#: Kernel paths by method: ``(fits(cfa, params), run(mosaic, cfa, noise, params, launch))``;
+#: parameters beyond a kernel's limits run the array-module path on the GPU.
+_KERNEL_METHODS: dict[str, tuple[Callable[[CFALayout, RawDenoiseParams], bool], Callable[..., Any]]] = {
+    "wavelet": (lambda cfa, p: 2 ** (p.levels - 1) in _WAVELET_KERNEL_STEPS, _wavelet_kernels),
+    "nlm": (
+        lambda cfa, p: p.radius * max(cfa.tile_shape) + p.patch_radius <= _NLM_MAX_HALO and p.patch_radius <= _NLM_MAX_PATCH,
+        _nlm_kernel,
+    ),
+    "bilateral": (lambda cfa, p: p.radius <= _BILATERAL_MAX_RADIUS, _bilateral_kernel),
+}
 
 
 #: Raw denoising methods by name: ``fn(mosaic, cfa, noise, params) -> mosaic``, float32 ``(H, W)``
@@ -315,7 +537,8 @@ def raw_denoise_mosaic(mosaic: Any, cfa: CFALayout, noise: NoiseModel, params: R
 
     Returns
     -------
-    ``(H, W)`` float32 array on the same device.
+    ``(H, W)`` float32 array on the same device. A CuPy mosaic is denoised by the kernels of
+    ``kernels/raw_denoise.cu`` where the settings fit them, by the array-module path otherwise.
 
     Examples
     --------
@@ -330,12 +553,21 @@ def raw_denoise_mosaic(mosaic: Any, cfa: CFALayout, noise: NoiseModel, params: R
     except KeyError:
         raise ConfigError(f"raw_denoise method {params.method!r} is not known; choose one of {', '.join(RAW_DENOISE_METHODS)}") from None
     xp = array_module(mosaic)
-    return fn(mosaic.astype(xp.float32, copy=False), cfa, noise, params)
+    mosaic = mosaic.astype(xp.float32, copy=False)
+    if xp is not np:
+        fits, kernel = _KERNEL_METHODS[params.method]
+        if fits(cfa, params):
+            return kernel(mosaic, cfa, noise, params, _cupy_launch)
+    return fn(mosaic, cfa, noise, params)
 
 
 @register_stage("raw_denoise", RawDenoiseParams, consumes="raw")
 def raw_denoise(frame: RawFrame, params: RawDenoiseParams, ctx: StageContext) -> RawFrame:
-    """Reduce the noise of a raw frame, each pixel judged against its modelled noise."""
+    """Reduce the noise of a raw frame, each pixel judged against its modelled noise.
+
+    On a GPU backend the frame is on the device and the CUDA kernels run (see the module's
+    Schedules section).
+    """
     frame.require("raw_denoise", domain="linear")
     if params.strength == 0.0:
         return frame.replace()
