@@ -31,6 +31,7 @@ from isp.pipeline import Pipeline
 from isp.scene import RawFileParams, Scene, build_scene_params, render_scene
 from isp.sensor import SensorConfig, build_sensor, capture
 from isp.stages import StageContext
+from isp.tiling import TileSettings, resolve_tile_px, run_tiled
 
 __all__ = ["RunSettings", "OutputSettings", "Simulation", "SimulationResult", "compose", "run", "emva"]
 
@@ -54,7 +55,7 @@ class RunSettings:
 _TOP_LEVEL_GROUPS = ("sensor", "tuning", "pipeline", "scene", "experiment")
 _REQUIRED_GROUPS = ("sensor", "tuning", "pipeline", "scene")
 _TUNING_KEYS = ("name", "description", "params")
-_PIPELINE_KEYS = ("name", "stages", "params", "taps", "start", "stop")
+_PIPELINE_KEYS = ("name", "stages", "params", "taps", "start", "stop", "fuse", "tiles")
 
 
 @dataclass
@@ -112,6 +113,7 @@ class Simulation:
         self.taps = [*self.saved_taps, *extra_taps]
         self.start, self.stop = pipeline_cfg.get("start"), pipeline_cfg.get("stop")
         self.pipeline.span(self.taps, self.start, self.stop)
+        self.tiles = build(TileSettings, pipeline_cfg.get("tiles"), "pipeline.tiles")
         self.scene_params = build_scene_params(values["scene"])
         path = getattr(self.scene_params, "path", None)
         if path is not None and not Path(path).is_file():
@@ -137,9 +139,16 @@ class Simulation:
             )
         backend.synchronize()
         capture_ms = (time.perf_counter() - t_start) * 1e3
-        result = self.pipeline.run(raw, ctx, taps=self.taps, start=self.start, stop=self.stop)
+        first, last = self.pipeline.span(self.taps, self.start, self.stop)
+        tile_px = resolve_tile_px(self.tiles, self.pipeline.stages[first : last + 1], raw)
+        if tile_px:
+            # taps are stitched like the output: each is held whole, as in an untiled run
+            result = run_tiled(self.pipeline, raw, ctx, tile_px, workers=self.tiles.workers, taps=self.taps, start=self.start, stop=self.stop)
+        else:
+            result = self.pipeline.run(raw, ctx, taps=self.taps, start=self.start, stop=self.stop)
         metrics = self._metrics(backend, raw, result.output, scene, capture_ms, result.times_ms)
         metrics["tuned"] = result.tuned
+        metrics["tiles"] = {"core_px": tile_px, "workers": self.tiles.workers} if tile_px else None
         metrics["total_time_ms"] = (time.perf_counter() - t_start) * 1e3
         return SimulationResult(result.output, raw, metrics, result.taps, scene)
 

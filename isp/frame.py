@@ -10,6 +10,14 @@ Domains
 ``RawFrame.domain == "dn"``: raw digital numbers including the black-level pedestal.
 ``RawFrame.domain == "linear"``: float32, black level subtracted, normalised so that the white
 level is 1.0 (what every stage after ``black_level`` expects).
+
+Crops
+-----
+``frame.crop(top, left, height, width)`` cuts every per-pixel array of a frame and records where
+the crop lies in the full frame (``frame.origin``, ``frame.full_shape``, kept in the capture
+metadata so that every stage carries them over). Stages whose result depends on a pixel's
+position compute in full-frame coordinates, so a tile of a frame (:mod:`isp.tiling`) gets the
+values of the same pixels in the whole frame.
 """
 
 from __future__ import annotations
@@ -125,6 +133,14 @@ class CaptureInfo:
     gain_maps
         Lens-shading correction maps (:class:`GainMap`): from the DNG's OpcodeList2 for a raw
         file, from the lens model's calibration for a simulated capture; empty when unknown.
+    crop_origin
+        ``(row, col)`` of the frame's top-left pixel in the full frame it was cropped from
+        (a tile of :mod:`isp.tiling`); ``(0, 0)`` for a whole frame.
+    full_shape
+        ``(height, width)`` of that full frame; ``None`` for a whole frame. Stages that depend
+        on a pixel's position (lens shading, vignette, grain) compute in full-frame coordinates,
+        so a crop gets exactly the values of the same pixels in the whole frame. These two
+        travel in the capture metadata, which every stage carries over, also into a new Image.
     """
 
     sensor: str
@@ -140,6 +156,18 @@ class CaptureInfo:
     source: str = "simulation"
     noise_profile: tuple[tuple[float, float], ...] | None = None
     gain_maps: tuple[GainMap, ...] = ()
+    crop_origin: tuple[int, int] = (0, 0)
+    full_shape: tuple[int, int] | None = None
+
+
+def _cropped_info(info: CaptureInfo, shape: tuple[int, ...], top: int, left: int, height: int, width: int) -> CaptureInfo:
+    """``info`` of the crop ``[top, top + height) × [left, left + width)`` of a frame of ``shape``."""
+    h, w = shape[:2]
+    if not (0 <= top and 0 <= left and height > 0 and width > 0 and top + height <= h and left + width <= w):
+        raise StageError(f"crop of {height}x{width} pixels at ({top}, {left}) does not lie inside the {h}x{w} frame")
+    row, col = info.crop_origin
+    full = info.full_shape if info.full_shape is not None else (h, w)
+    return dataclasses.replace(info, crop_origin=(row + top, col + left), full_shape=tuple(full))
 
 
 @dataclass(frozen=True, eq=False)
@@ -193,13 +221,51 @@ class RawFrame:
                 f"the black level {float(black.max())}"
             )
 
+    #: The fields holding one value per pixel: what a crop cuts and a tiled run stitches.
+    PIXEL_FIELDS = ("mosaic", "shading_gain")
+
     @property
     def shape(self) -> tuple[int, int]:
         return tuple(self.mosaic.shape)
 
+    @property
+    def origin(self) -> tuple[int, int]:
+        """``(row, col)`` of the top-left pixel in the full frame (``(0, 0)`` unless a crop)."""
+        return self.info.crop_origin
+
+    @property
+    def full_shape(self) -> tuple[int, int]:
+        """``(height, width)`` of the full frame this one is a crop of (its own shape if whole)."""
+        return self.info.full_shape if self.info.full_shape is not None else self.shape
+
     def replace(self, **changes: Any) -> RawFrame:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+    def crop(self, top: int, left: int, height: int, width: int) -> RawFrame:
+        """The pixels ``[top, top + height) × [left, left + width)`` as a frame of their own.
+
+        Every per-pixel array (:attr:`PIXEL_FIELDS`) is cut (as a view: stages never modify
+        their input) and the crop's origin in the full frame is recorded. The crop must start
+        and end on CFA tile boundaries, so that the tile stays anchored at its top-left pixel.
+
+        Examples
+        --------
+        >>> from isp.cfa import CFALayout
+        >>> frame = RawFrame(np.zeros((8, 12), np.uint16), CFALayout.from_name("RGGB"), 0, 1023, CaptureInfo("test"))
+        >>> tile = frame.crop(2, 4, 4, 6)
+        >>> tile.shape, tile.origin, tile.full_shape, tile.crop(0, 2, 2, 2).origin
+        ((4, 6), (2, 4), (8, 12), (2, 6))
+        """
+        th, tw = self.cfa.tile_shape
+        if top % th or left % tw or height % th or width % tw:
+            raise StageError(
+                f"crop of {height}x{width} pixels at ({top}, {left}) does not fall on the {th}x{tw} tiles of CFA {self.cfa.name}"
+            )
+        info = _cropped_info(self.info, self.shape, top, left, height, width)
+        window = (slice(top, top + height), slice(left, left + width))
+        cut = {name: getattr(self, name)[window] for name in self.PIXEL_FIELDS if getattr(self, name) is not None}
+        return self.replace(info=info, **cut)
 
     def require(self, stage: str, *, domain: str | None = None, bayer: bool = False) -> None:
         """Raise a :class:`StageError` naming ``stage`` unless the frame is what it needs."""
@@ -249,9 +315,28 @@ class Image:
         if self.transfer not in TRANSFERS:
             raise StageError(f"Image.transfer {self.transfer!r} is not one of {TRANSFERS}")
 
+    #: The fields holding one value per pixel: what a crop cuts and a tiled run stitches.
+    PIXEL_FIELDS = ("data",)
+
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.data.shape)
+
+    @property
+    def origin(self) -> tuple[int, int]:
+        """``(row, col)`` of the top-left pixel in the full image (``(0, 0)`` unless a crop)."""
+        return self.info.crop_origin
+
+    @property
+    def full_shape(self) -> tuple[int, int]:
+        """``(height, width)`` of the full image this one is a crop of (its own if whole)."""
+        return self.info.full_shape if self.info.full_shape is not None else self.shape[:2]
+
+    def crop(self, top: int, left: int, height: int, width: int) -> Image:
+        """The pixels ``[top, top + height) × [left, left + width)`` as an image of their own
+        (a view of the data), with the crop's origin in the full image recorded."""
+        info = _cropped_info(self.info, self.shape, top, left, height, width)
+        return self.replace(data=self.data[top : top + height, left : left + width], info=info)
 
     @property
     def is_float(self) -> bool:

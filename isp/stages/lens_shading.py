@@ -25,8 +25,10 @@ colours, so running after it works too, with the samples displaced by up to a pi
 Coordinates follow the DNG specification: a map's ``origin`` and ``spacing`` are relative to the
 frame's height and width, and pixel ``(row, col)`` sits at ``((row + 0.5) / H, (col + 0.5) / W)``
 (the pixel's centre, as the DNG SDK's ``dng_gain_map_interpolator`` computes it); outside the
-grid the edge gains hold. A frame without gain maps passes through unchanged, with a warning
-once per source, unless ``require_map`` makes that an error.
+grid the edge gains hold. A crop of a frame (a tile, :meth:`isp.frame.RawFrame.crop`) is
+corrected in the full frame's coordinates, so it gets exactly the gains of the same pixels. A
+frame without gain maps passes through unchanged, with a warning once per source, unless
+``require_map`` makes that an error.
 
 References
 ----------
@@ -77,24 +79,41 @@ def _axis(start: int, stop: int, pitch: int, size: int, origin: float, spacing: 
     return low, high, (index - low).astype(xp.float32)
 
 
-def _map_gain(gain_map: GainMap, shape: tuple[int, int], xp: Any) -> tuple[tuple[slice, slice], Any] | None:
-    """The gains of one map at the pixels it covers: ``(slices of the frame, (rows, cols) float32)``."""
-    h, w = shape
-    bottom, right = min(gain_map.bottom, h), min(gain_map.right, w)
-    if gain_map.top >= bottom or gain_map.left >= right:
+def _covered(first: int, end: int, pitch: int, window_start: int, window_stop: int) -> tuple[int, int]:
+    """The pixels ``first, first + pitch, ...`` below ``end`` that lie in ``[window_start,
+    window_stop)``, as ``(start, stop)`` in full-frame coordinates (``start >= stop``: none)."""
+    start = first + max(0, -(-(window_start - first) // pitch)) * pitch
+    return start, min(end, window_stop)
+
+
+def _map_gain(
+    gain_map: GainMap, shape: tuple[int, int], origin: tuple[int, int], full_shape: tuple[int, int], xp: Any
+) -> tuple[tuple[slice, slice], Any] | None:
+    """The gains of one map at the pixels it covers in the window ``shape`` at ``origin`` of the
+    full frame: ``(slices of the window, (rows, cols) float32)``."""
+    (h, w), (oy, ox), (full_h, full_w) = shape, origin, full_shape
+    r_start, r_stop = _covered(gain_map.top, min(gain_map.bottom, full_h), gain_map.row_pitch, oy, oy + h)
+    c_start, c_stop = _covered(gain_map.left, min(gain_map.right, full_w), gain_map.col_pitch, ox, ox + w)
+    if r_start >= r_stop or c_start >= c_stop:
         return None
     points_v, points_h = gain_map.gains.shape
     grid = xp.asarray(gain_map.gains, dtype=xp.float32)
-    r0, r1, fr = _axis(gain_map.top, bottom, gain_map.row_pitch, h, gain_map.origin_v, gain_map.spacing_v, points_v, xp)
-    c0, c1, fc = _axis(gain_map.left, right, gain_map.col_pitch, w, gain_map.origin_h, gain_map.spacing_h, points_h, xp)
+    r0, r1, fr = _axis(r_start, r_stop, gain_map.row_pitch, full_h, gain_map.origin_v, gain_map.spacing_v, points_v, xp)
+    c0, c1, fc = _axis(c_start, c_stop, gain_map.col_pitch, full_w, gain_map.origin_h, gain_map.spacing_h, points_h, xp)
     # Separable bilinear: along the rows on the tiny grid first, then out to every column.
     rows = grid[r0] * (1.0 - fr)[:, None] + grid[r1] * fr[:, None]
     gains = rows[:, c0] * (1.0 - fc) + rows[:, c1] * fc
-    area = (slice(gain_map.top, bottom, gain_map.row_pitch), slice(gain_map.left, right, gain_map.col_pitch))
+    area = (slice(r_start - oy, r_stop - oy, gain_map.row_pitch), slice(c_start - ox, c_stop - ox, gain_map.col_pitch))
     return area, gains
 
 
-def gain_map_image(gain_maps: Sequence[GainMap], shape: tuple[int, int], xp: Any) -> Any:
+def gain_map_image(
+    gain_maps: Sequence[GainMap],
+    shape: tuple[int, int],
+    xp: Any,
+    origin: tuple[int, int] = (0, 0),
+    full_shape: tuple[int, int] | None = None,
+) -> Any:
     """The per-pixel gain of a set of gain maps over a mosaic of ``shape``.
 
     Parameters
@@ -102,9 +121,13 @@ def gain_map_image(gain_maps: Sequence[GainMap], shape: tuple[int, int], xp: Any
     gain_maps
         The maps, applied one after another (their gains multiply where they overlap).
     shape
-        ``(H, W)`` of the mosaic; the maps' relative coordinates refer to it.
+        ``(H, W)`` of the mosaic (or of a crop of it).
     xp
         ``numpy`` or ``cupy``: where the gain image is built (the grids are copied there).
+    origin, full_shape
+        For a crop: its top-left pixel in the full mosaic and the full mosaic's ``(H, W)``, to
+        which the maps' relative coordinates and areas refer; the crop gets exactly the gains
+        of the same pixels of the full mosaic. Default: the mosaic is whole.
 
     Returns
     -------
@@ -117,10 +140,13 @@ def gain_map_image(gain_maps: Sequence[GainMap], shape: tuple[int, int], xp: Any
     >>> ramp = GainMap(0, 0, 2, 4, 1, 1, 0.0, 0.0, 1.0, 1.0, np.array([[1.0, 2.0]] * 2, np.float32))
     >>> gain_map_image([ramp], (2, 4), np)[0].tolist()
     [1.125, 1.375, 1.625, 1.875]
+    >>> gain_map_image([ramp], (1, 2), np, origin=(1, 2), full_shape=(2, 4)).tolist()
+    [[1.625, 1.875]]
     """
+    full_shape = tuple(shape) if full_shape is None else tuple(full_shape)
     gain = xp.ones(shape, dtype=xp.float32)
     for gain_map in gain_maps:
-        covered = _map_gain(gain_map, shape, xp)
+        covered = _map_gain(gain_map, shape, tuple(origin), full_shape, xp)
         if covered is not None:
             area, gains = covered
             gain[area] *= gains
@@ -148,7 +174,7 @@ def lens_shading(frame: RawFrame, params: LensShadingParams, ctx: StageContext) 
         return frame
     if params.strength == 0.0:
         return frame
-    gain = gain_map_image(maps, frame.shape, ctx.backend.xp)
+    gain = gain_map_image(maps, frame.shape, ctx.backend.xp, origin=frame.origin, full_shape=frame.full_shape)
     if params.strength != 1.0:
         gain = 1.0 + float(params.strength) * (gain - 1.0)
     return frame.replace(mosaic=frame.mosaic * gain, shading_gain=gain)

@@ -2,7 +2,9 @@
 
 Input and output: an Image in linear sRGB. The gain is ``1 - strength · r**falloff`` where
 ``r`` is the distance from the centre relative to the half-diagonal (1 in the corners).
-This is a look, not lens-shading correction: it adds the falloff a tuning wants.
+This is a look, not lens-shading correction: it adds the falloff a tuning wants. The centre and
+the corners are those of the full image, so a crop of it (a tile) gets the gains of the same
+pixels in the whole image.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ def vignette(image: Image, params: VignetteParams, ctx: StageContext) -> Image:
         return image
     xp = ctx.backend.xp
     h, w = image.shape[:2]
-    y = (xp.arange(h, dtype=xp.float32) - (h - 1) / 2.0)[:, None]
-    x = (xp.arange(w, dtype=xp.float32) - (w - 1) / 2.0)[None, :]
-    r2 = (y * y + x * x) / xp.float32(((h - 1) / 2.0) ** 2 + ((w - 1) / 2.0) ** 2)
+    (top, left), (full_h, full_w) = image.origin, image.full_shape
+    y = (xp.arange(top, top + h, dtype=xp.float32) - (full_h - 1) / 2.0)[:, None]
+    x = (xp.arange(left, left + w, dtype=xp.float32) - (full_w - 1) / 2.0)[None, :]
+    r2 = (y * y + x * x) / xp.float32(((full_h - 1) / 2.0) ** 2 + ((full_w - 1) / 2.0) ** 2)
     gain = 1.0 - xp.float32(params.strength) * r2 ** xp.float32(params.falloff / 2.0)
     return image.replace(data=image.data * gain[..., None])
