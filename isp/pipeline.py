@@ -3,7 +3,9 @@
 The stage order comes from the ``pipeline`` config group (``pipeline.stages``); each stage's
 parameters are its dataclass defaults, overridden by ``pipeline.params.<stage>`` and then by
 the tuning's ``tuning.params.<stage>``; ``enabled: false`` there switches a listed stage off.
-Everything is validated when the pipeline is built.
+Everything is validated when the pipeline is built. ``pipeline.fuse: true`` lets a GPU run the
+whole span in one kernel where :mod:`isp.fusion` can (the fast pipeline); otherwise, and always
+on the CPU, the stages run one by one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from isp.config import tabled_fields, to_container
 from isp.errors import ConfigError, StageError
 from isp.frame import Image, RawFrame
+from isp.fusion import plan_fusion
 from isp.stages import STAGES, Stage, StageContext, get_stage_spec
 
 __all__ = ["Pipeline", "PipelineResult"]
@@ -51,14 +54,17 @@ class Pipeline:
     ----------
     stages
         The stages in the order they run; names must be unique.
+    fuse
+        Run the span in one fused GPU kernel where :func:`isp.fusion.plan_fusion` can.
     """
 
-    def __init__(self, stages: Sequence[Stage]):
+    def __init__(self, stages: Sequence[Stage], fuse: bool = False):
         names = [s.name for s in stages]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ConfigError(f"pipeline.stages: stage {duplicates[0]!r} is listed more than once")
         self.stages = list(stages)
+        self.fuse = fuse
 
     @classmethod
     def from_config(cls, pipeline_cfg: Any, tuning_cfg: Any = None) -> Pipeline:
@@ -86,7 +92,10 @@ class Pipeline:
         for name, values in tuning_params.items():
             if name not in names:
                 Stage.from_config(name, [(f"tuning.params.{name}", values)])
-        return cls(stages)
+        fuse = pipeline.get("fuse", False)
+        if not isinstance(fuse, bool):
+            raise ConfigError(f"pipeline.fuse={fuse!r}: expected true or false")
+        return cls(stages, fuse=fuse)
 
     @property
     def names(self) -> list[str]:
@@ -121,10 +130,25 @@ class Pipeline:
             First and last stage to run; default the whole pipeline.
         time_stages
             Record each stage's wall time; on a GPU this synchronises the device after each stage.
+            A fused run records one entry, ``"fused(first..last)"``, planning included.
         """
         wanted = set(taps)
         first, last = self.span(wanted, start, stop)
         result = PipelineResult(output=frame)
+        if self.fuse:
+            if time_stages:
+                ctx.backend.synchronize()
+                t0 = time.perf_counter()
+            plan = plan_fusion(self.stages[first : last + 1], frame, ctx, taps=wanted)
+            if plan is not None:
+                result.output = plan.run(frame, ctx)
+                result.tuned.update(plan.tuned)
+                if time_stages:
+                    ctx.backend.synchronize()
+                    result.times_ms[plan.label] = (time.perf_counter() - t0) * 1e3
+                if plan.last_stage in wanted:
+                    result.taps[plan.last_stage] = result.output
+                return result
         for stage in self.stages[first : last + 1]:
             if not stage.enabled:
                 continue
