@@ -1,4 +1,4 @@
-"""Throughput of the sensor simulation: a full-resolution IMX989 capture, every noise source on.
+"""Throughput of the sensor simulation: an IMX989 capture with every noise source on.
 
     python -m benchmarks.sensor                                # 50 MP full-resolution frame, every backend here
     python -m benchmarks.sensor --backend numpy --repeats 3 --out result.json
@@ -8,86 +8,84 @@ A ColorChecker scene of the read-out's size (on the device) is captured by
 :func:`isp.sensor.capture`: with the lens model on (lateral CA, PSF, shading), and with it off
 (the sensor alone: QE, PRNU/mismatch/defects, shot noise, dark current, DSNU, read and row
 noise, full well, ADC). One warm-up capture builds the fixed-pattern maps and compiles what
-needs compiling; then the median of ``--repeats`` captures, device synchronised, in ms and
-megapixels per second, with the device, versions, commit and date, as JSON.
+needs compiling; then the median of ``--repeats`` captures (a new seed each), device
+synchronised, in ms and megapixels per second, with peak memory, the device, versions, commit
+and date, as JSON.
+
+:func:`measure_sensor` is also the ``sensor`` row kind of ``python -m benchmarks.run``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import itertools
 import json
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-import isp
-from benchmarks.stages import _commit, _cpu
+from benchmarks.common import LENS_OFF, MemoryMeter, RowSpec, environment, parse_size, simulation, summarise, time_region
 from isp.backend import get_backend, gpu_available
-from isp.scene import build_scene_params, render_scene
-from isp.sensor import NOISE_SOURCES, build_sensor, capture
+from isp.scene import render_scene
+from isp.sensor import NOISE_SOURCES, capture
 
-LENS_OFF = [
-    "sensor.lens.optics.relative_illumination.model=none",
-    "sensor.lens.optics.color_shading.coefficients=null",
-    "sensor.lens.optics.psf.kind=none",
-    "sensor.lens.optics.lateral_ca.magnification=[1,1,1]",
-]
+__all__ = ["measure_sensor", "sensor_spec", "run", "main"]
 
 
-def _time_capture(backend_name: str, overrides: list[str], repeats: int) -> dict:
-    cfg = isp.compose(["sensor=imx989", "sensor.mode=full", *overrides])
-    sensor = build_sensor(cfg.sensor)
-    backend = get_backend(backend_name)
-    scene = render_scene(build_scene_params(cfg.scene), sensor.readout, sensor.cfa.tile_shape, backend)
-    capture(scene.linear_rgb, sensor, backend, seed=0)  # warm-up
-    times = []
-    for seed in range(1, repeats + 1):
-        backend.synchronize()
-        start = time.perf_counter()
-        capture(scene.linear_rgb, sensor, backend, seed=seed)
-        backend.synchronize()
-        times.append((time.perf_counter() - start) * 1e3)
-    h, w = scene.shape
-    median = statistics.median(times)
-    return {
-        "backend": backend.name,
-        "device": backend.device_name(),
-        "frame": {"height": h, "width": w, "megapixels": h * w / 1e6, "mode": sensor.mode, "cfa": sensor.cfa.name},
-        "noise_sources": list(sensor.noise.on()),
-        "times_ms": times,
-        "median_ms": median,
-        "mpix_per_s": h * w / 1e6 / (median / 1e3),
-    }
+def sensor_spec(size: str, backend: str, lens: bool, repeats: int, warmup: int = 1, overrides: tuple[str, ...] = ()) -> RowSpec:
+    """The row of a capture with (``lens``) or without the lens model."""
+    name = "sensor capture, optics + sensor" if lens else "sensor capture, sensor only (lens off)"
+    return RowSpec("sensor", name, size, backend, repeats, warmup, tuple(overrides), {"lens": lens})
 
 
-def run(backends: list[str], repeats: int, overrides: list[str]) -> dict:
+def measure_sensor(spec: RowSpec, meter: MemoryMeter) -> list[dict[str, Any]]:
+    """Time :func:`isp.sensor.capture` of a scene of ``spec.size`` already on the device."""
+    size = parse_size(spec.size)
+    backend = get_backend(spec.backend)
+    lens_overrides = () if spec.options["lens"] else LENS_OFF
+    sim = simulation(size, backend.name, [*lens_overrides, *spec.overrides])
+    sensor = sim.sensor
+    scene = render_scene(sim.scene_params, sensor.readout, sensor.cfa.tile_shape, backend)
+    seeds = itertools.count(sim.settings.seed)
+
+    def capture_once() -> None:
+        capture(scene.linear_rgb, sensor, backend, seed=next(seeds), luminance_cd_m2=scene.luminance_cd_m2, white_rgb=scene.white_rgb)
+
+    with meter.region() as memory:
+        times = time_region(backend, capture_once, spec.repeats, spec.warmup)
+    return [
+        spec.row(
+            key="sensor/optics" if spec.options["lens"] else "sensor/sensor_only",
+            device=backend.device_name(),
+            sensor=sensor.name,
+            cfa=sensor.cfa.name,
+            noise_sources=list(sensor.noise.on()),
+            all_noise_sources_on=set(sensor.noise.on()) == set(NOISE_SOURCES),
+            lens_model=bool(spec.options["lens"]),
+            **summarise(times, size.megapixels),
+            timing="cuda events" if backend.is_gpu else "perf_counter, device synchronised",
+            **memory,
+        )
+    ]
+
+
+def run(backends: list[str], repeats: int, overrides: list[str], size: str = "50mp") -> dict[str, Any]:
+    """Time both captures on each backend in this process; the result as JSON-ready data."""
     rows = []
     for name in backends:
-        for label, extra in (("optics + sensor", []), ("sensor only (lens effects off)", LENS_OFF)):
-            rows.append({"row": label, **_time_capture(name, [*overrides, *extra], repeats)})
-    versions = {"python": platform.python_version(), "numpy": np.__version__, "isp_sim": isp.__version__}
-    if "cupy" in backends:
-        versions["cupy"] = get_backend("cupy").xp.__version__
-    return {
-        "benchmark": "sensor capture",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "commit": _commit(),
-        "cpu": _cpu(),
-        "repeats": repeats,
-        "versions": versions,
-        "all_noise_sources": list(NOISE_SOURCES),
-        "rows": rows,
-    }
+        backend = get_backend(name)
+        meter = MemoryMeter(backend)
+        for lens in (True, False):
+            for row in measure_sensor(sensor_spec(size, name, lens, repeats, 1, tuple(overrides)), meter):
+                rows.append({**row, **meter.process()})  # this process's peak so far: the rows share it
+    gpu = get_backend("cupy") if "cupy" in backends else None
+    return {"benchmark": "sensor capture", **environment(gpu), "all_noise_sources": list(NOISE_SOURCES), "rows": rows}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="all", choices=("all", "numpy", "cupy"), help="all: NumPy, and CuPy where a GPU answers")
+    parser.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), help="default: the full-resolution 50 MP read-out")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path)
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. sensor.iso=3200")
@@ -96,7 +94,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.backend == "all" and not gpu_available():
         backends = ["numpy"]
         print("no GPU answers: timing NumPy only", file=sys.stderr)
-    result = run(backends, args.repeats, args.overrides)
+    overrides = list(args.overrides)
+    mode = next((o.split("=", 1)[1] for o in overrides if o.startswith("sensor.mode=")), None)
+    size = f"{args.size[0]}x{args.size[1]}" if args.size else "50mp"
+    if mode is not None:
+        size = f"{args.size[0]}x{args.size[1]}:{mode}" if args.size else {"full": "50mp", "binned": "12mp"}.get(mode, size)
+        overrides = [o for o in overrides if not o.startswith("sensor.mode=")]
+    result = run(backends, args.repeats, overrides, size)
     text = json.dumps(result, indent=2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         frame = row["frame"]
         print(
             f"{row['backend']:6s} {row['device']:24s} {frame['width']}x{frame['height']} ({frame['megapixels']:.1f} MP) "
-            f"{row['row']:32s} {row['median_ms']:10.1f} ms  {row['mpix_per_s']:8.2f} MP/s",
+            f"{row['name']:40s} {row['median_ms']:10.1f} ms  {row['mpix_per_s']:8.2f} MP/s",
             file=sys.stderr,
         )
 

@@ -1,89 +1,95 @@
-"""Per-stage and whole-pipeline throughput of the default pipeline on one backend.
+"""Per-stage and whole-pipeline throughput of one pipeline on one backend.
 
-    python -m benchmarks.stages                       # 12.5 MP IMX989 binned frame, backend auto
+    python -m benchmarks.stages                       # 12.6 MP IMX989 binned frame, backend auto
     python -m benchmarks.stages --backend numpy --size 3024 4032 --repeats 5 --out result.json
+    python -m benchmarks.stages pipeline=basic tuning=neutral
 
-A ColorChecker capture of the requested size goes through the configured pipeline; after one
-warm-up run, each stage is timed over ``--repeats`` runs with the device synchronised around
-every stage (the pipeline's own timing), data already on the device. Reported: the median time
-in ms and megapixels per second (output pixels) per stage and for the whole pipeline, with the
-frame size, backend, device, versions, commit and date, as JSON on stdout or in ``--out``.
+A ColorChecker capture of the requested size (on the device) goes through the configured
+pipeline. After a warm-up run: the whole pipeline timed as one region (:func:`time_region`), and
+each stage timed by the pipeline itself (the device synchronised around every stage). On the
+CPU one set of runs gives both, synchronising being free there; on a GPU they are separate runs,
+so the per-stage synchronisations do not slow the whole-pipeline figure. Reported: the median
+time in ms and megapixels per second (input frame pixels) per stage and for the whole pipeline,
+peak memory, the frame's fingerprint, device, versions, commit and date, as JSON.
+
+:func:`measure_pipeline` is also the ``pipeline`` row kind of ``python -m benchmarks.run``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-import isp
-from isp.api import Simulation
+from benchmarks.common import MemoryMeter, RowSpec, capture_frame, environment, fingerprint, parse_size, simulation, summarise, time_region
 from isp.backend import get_backend
-from isp.scene import render_scene
-from isp.sensor import capture
+from isp.frame import Image
 from isp.stages import StageContext
 
-
-def _commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
+__all__ = ["measure_pipeline", "run", "main"]
 
 
-def _cpu() -> dict:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"model": model, "cores": os.cpu_count()}
-
-
-def run(backend_name: str, size: tuple[int, int], repeats: int, overrides: list[str]) -> dict:
-    cfg = isp.compose([f"backend={backend_name}", f"scene.size=[{size[0]},{size[1]}]", "sensor.mode=binned", *overrides])
-    sim = Simulation(cfg)
-    backend = get_backend(sim.settings.backend)
-    scene = render_scene(sim.scene_params, sim.sensor.readout, sim.sensor.cfa.tile_shape, backend)
-    raw = capture(scene.linear_rgb, sim.sensor, backend)
+def measure_pipeline(spec: RowSpec, meter: MemoryMeter) -> list[dict[str, Any]]:
+    """Time the pipeline ``spec.options["pipeline"]`` on a simulated frame of ``spec.size``."""
+    size = parse_size(spec.size)
+    backend = get_backend(spec.backend)
+    sim = simulation(size, backend.name, [f"pipeline={spec.options['pipeline']}", *spec.overrides])
+    raw = capture_frame(sim, backend)
     ctx = StageContext(backend, sim.settings.seed)
-    sim.pipeline.run(raw, ctx)  # warm-up: compilation, memory pools, caches
-    runs = [sim.pipeline.run(raw, ctx).times_ms for _ in range(repeats)]
-    megapixels = size[0] * size[1] / 1e6
+    staged: list[dict[str, float]] = []
+    last: list[Any] = []
+
+    def run_once(time_stages: bool) -> None:
+        result = sim.pipeline.run(raw, ctx, time_stages=time_stages)
+        if time_stages:
+            staged.append(result.times_ms)
+        last[:] = [result.output]
+
+    with meter.region() as memory:
+        if backend.is_gpu:
+            whole = time_region(backend, lambda: run_once(time_stages=False), spec.repeats, spec.warmup)
+            for _ in range(spec.repeats):
+                run_once(time_stages=True)
+        else:  # synchronising is free on the CPU: one set of runs gives both figures
+            whole = time_region(backend, lambda: run_once(time_stages=True), spec.repeats, spec.warmup)
+            del staged[: spec.warmup]
+    output = last[0]
+    array = output.data if isinstance(output, Image) else output.mosaic
     stages = {}
-    for name in runs[0]:  # the stages that ran (a disabled stage is skipped)
-        median = statistics.median(r[name] for r in runs)
-        stages[name] = {"median_ms": median, "mpix_per_s": megapixels / (median / 1e3) if median > 0 else None}
-    total = statistics.median(sum(r.values()) for r in runs)
-    versions = {"python": platform.python_version(), "numpy": np.__version__, "isp_sim": isp.__version__}
-    if backend.is_gpu:
-        versions["cupy"] = backend.xp.__version__
-    return {
-        "benchmark": "pipeline stages",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "commit": _commit(),
-        "backend": backend.name,
-        "device": backend.device_name(),
-        "cpu": _cpu(),
-        "frame": {"height": size[0], "width": size[1], "megapixels": megapixels},
-        "pipeline": sim.pipeline_name,
-        "tuning": sim.tuning_name,
-        "repeats": repeats,
-        "versions": versions,
-        "stages": stages,
-        "pipeline_total": {"median_ms": total, "mpix_per_s": megapixels / (total / 1e3)},
-    }
+    for name in staged[0]:  # the stages that ran, in order (a disabled stage is left out)
+        stages[name] = summarise([times[name] for times in staged], size.megapixels)
+    return [
+        spec.row(
+            key=f"pipeline/{spec.options['pipeline']}",
+            device=backend.device_name(),
+            pipeline=sim.pipeline_name,
+            tuning=sim.tuning_name,
+            **summarise(whole, size.megapixels),
+            timing="cuda events around the whole pipeline" if backend.is_gpu else "perf_counter around the whole pipeline",
+            stage_timing="perf_counter around each stage, device synchronised before and after",
+            stage_sum_ms=statistics.median(sum(times.values()) for times in staged),
+            stages=stages,
+            output={"shape": list(array.shape), "dtype": str(array.dtype)},
+            frame_sha1=fingerprint(raw.mosaic),
+            **memory,
+        )
+    ]
+
+
+def run(backend_name: str, size: tuple[int, int], repeats: int, overrides: list[str]) -> dict[str, Any]:
+    """Time the configured pipeline in this process; the result as JSON-ready data."""
+    backend = get_backend(backend_name)
+    overrides = list(overrides)
+    pipeline = next((o.split("=", 1)[1] for o in overrides if o.startswith("pipeline=")), "default")
+    overrides = [o for o in overrides if not o.startswith("pipeline=")]
+    spec = RowSpec("pipeline", f"pipeline {pipeline}", f"{size[0]}x{size[1]}", backend.name, repeats, 1, tuple(overrides), {"pipeline": pipeline})
+    meter = MemoryMeter(backend)
+    (row,) = measure_pipeline(spec, meter)
+    row.update(meter.process())
+    return {"benchmark": "pipeline stages", **environment(backend if backend.is_gpu else None), "rows": [row]}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -92,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, nargs=2, default=(3072, 4096), metavar=("HEIGHT", "WIDTH"))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path)
-    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. tuning=neutral")
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. tuning=neutral or pipeline=basic")
     args = parser.parse_args(argv)
     result = run(args.backend, tuple(args.size), args.repeats, args.overrides)
     text = json.dumps(result, indent=2)
@@ -100,11 +106,16 @@ def main(argv: list[str] | None = None) -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
     print(text)
-    frame = result["frame"]
-    print(f"\n{result['backend']} on {result['device']}, {frame['width']}x{frame['height']} ({frame['megapixels']:.1f} MP), median of {args.repeats}:", file=sys.stderr)
-    for name, row in {**result["stages"], "pipeline": result["pipeline_total"]}.items():
-        rate = f"{row['mpix_per_s']:.1f}" if row["mpix_per_s"] else "-"
-        print(f"  {name:18s} {row['median_ms']:9.2f} ms  {rate:>9s} MP/s", file=sys.stderr)
+    (row,) = result["rows"]
+    frame = row["frame"]
+    print(
+        f"\n{row['backend']} on {row['device']}, {frame['width']}x{frame['height']} ({frame['megapixels']:.1f} MP), "
+        f"pipeline {row['pipeline']}, median of {args.repeats}:",
+        file=sys.stderr,
+    )
+    for name, figures in {**row["stages"], "pipeline": row}.items():
+        rate = f"{figures['mpix_per_s']:.1f}" if figures["mpix_per_s"] else "-"
+        print(f"  {name:18s} {figures['median_ms']:9.2f} ms  {rate:>9s} MP/s", file=sys.stderr)
 
 
 if __name__ == "__main__":
