@@ -18,7 +18,7 @@ from isp import colorimetry
 from isp.backend import to_host
 from isp.cfa import G
 from isp.frame import Image, RawFrame
-from isp.metrics.colorchecker import linear_srgb
+from isp.metrics.colorchecker import linear_srgb, patch_region
 from isp.scene.base import Patch
 
 __all__ = ["detrended_snr", "neutral_patches", "grey_patch_snr"]
@@ -64,23 +64,25 @@ def grey_patch_snr(image: Image | None, raw: RawFrame | None, patches: Sequence[
     greys = neutral_patches(patches)
     result: dict[str, Any] = {"method": "mean / std after removing a fitted plane (ISO 15739)", "patch_fraction": fraction}
     if image is not None:
-        luminance = linear_srgb(image) @ colorimetry.SRGB_TO_XYZ[1]
         rows_out = []
         for patch in greys:
-            r, c = patch.centre(fraction)
-            block = luminance[r, c]
+            block = linear_srgb(image, patch_region(patch, fraction)) @ colorimetry.SRGB_TO_XYZ[1]
             yy, xx = np.mgrid[: block.shape[0], : block.shape[1]]
             rows_out.append(_row(patch.name, *detrended_snr(block, yy, xx)))
         result["output_luminance"] = rows_out
     if raw is not None and raw.domain == "dn":
-        mosaic = to_host(raw.mosaic).astype(np.float64)
-        green = raw.cfa.colour_map(mosaic.shape) == G
-        signal = mosaic - raw.cfa.tile(raw.black_level, mosaic.shape)
+        # Patch by patch: the colour and black level of each site come from the CFA tile, so
+        # no frame-sized float64 copy is made (a 50 MP frame would need 400 MB per copy).
+        th, tw = raw.cfa.tile_shape
+        pattern = raw.cfa.colour_map((th, tw))
+        black = np.asarray(raw.black_level, dtype=np.float64)
         rows_raw = []
         for patch in greys:
-            r, c = patch.centre(fraction)
-            mask = green[r, c]
+            r, c = patch_region(patch, fraction)
+            sites = np.ix_(np.arange(r.start, r.stop) % th, np.arange(c.start, c.stop) % tw)
+            mask = pattern[sites] == G
+            signal = to_host(raw.mosaic[r, c]).astype(np.float64) - black[sites]
             yy, xx = np.nonzero(mask)
-            rows_raw.append(_row(patch.name, *detrended_snr(signal[r, c][mask], yy, xx)))
+            rows_raw.append(_row(patch.name, *detrended_snr(signal[mask], yy, xx)))
         result["raw_green"] = rows_raw
     return result
