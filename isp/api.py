@@ -27,7 +27,7 @@ from isp.errors import ConfigError, InputError, StageError
 from isp.frame import Image, RawFrame
 from isp.io.raw import read_raw
 from isp.metrics import colorchecker_delta_e, grey_patch_snr
-from isp.pipeline import Pipeline
+from isp.pipeline import Pipeline, PipelineResult
 from isp.scene import RawFileParams, Scene, build_scene_params, render_scene
 from isp.sensor import SensorConfig, build_sensor, capture
 from isp.stages import StageContext
@@ -139,18 +139,28 @@ class Simulation:
             )
         backend.synchronize()
         capture_ms = (time.perf_counter() - t_start) * 1e3
-        first, last = self.pipeline.span(self.taps, self.start, self.stop)
-        tile_px = resolve_tile_px(self.tiles, self.pipeline.stages[first : last + 1], raw)
-        if tile_px:
-            # taps are stitched like the output: each is held whole, as in an untiled run
-            result = run_tiled(self.pipeline, raw, ctx, tile_px, workers=self.tiles.workers, taps=self.taps, start=self.start, stop=self.stop)
-        else:
-            result = self.pipeline.run(raw, ctx, taps=self.taps, start=self.start, stop=self.stop)
+        result, tile_px = self.develop(raw, ctx, taps=self.taps)
         metrics = self._metrics(backend, raw, result.output, scene, capture_ms, result.times_ms)
         metrics["tuned"] = result.tuned
         metrics["tiles"] = {"core_px": tile_px, "workers": self.tiles.workers} if tile_px else None
         metrics["total_time_ms"] = (time.perf_counter() - t_start) * 1e3
         return SimulationResult(result.output, raw, metrics, result.taps, scene)
+
+    def develop(self, raw: RawFrame, ctx: StageContext, *, taps: Sequence[str] = (), time_stages: bool = True) -> tuple[PipelineResult, int]:
+        """Run the configured span of the pipeline on ``raw``, in tiles when ``pipeline.tiles`` says so.
+
+        Returns the result and the tile core size in pixels (0: the frame ran whole). Tapped
+        outputs are stitched like the output: each is held whole, as in an untiled run.
+        """
+        first, last = self.pipeline.span(taps, self.start, self.stop)
+        tile_px = resolve_tile_px(self.tiles, self.pipeline.stages[first : last + 1], raw)
+        if tile_px:
+            result = run_tiled(
+                self.pipeline, raw, ctx, tile_px, workers=self.tiles.workers, taps=taps, start=self.start, stop=self.stop, time_stages=time_stages
+            )
+        else:
+            result = self.pipeline.run(raw, ctx, taps=taps, start=self.start, stop=self.stop, time_stages=time_stages)
+        return result, tile_px
 
     def _metrics(
         self, backend: Backend, raw: RawFrame, output: Any, scene: Scene | None, capture_ms: float, times: dict[str, float]

@@ -81,7 +81,6 @@ from isp.scene import Scene, render_scene
 from isp.sensor import Exposure, capture, mean_electrons
 from isp.sensor.capture import sensor_dn
 from isp.stages import StageContext
-from isp.tiling import resolve_tile_px, run_tiled
 
 __all__ = ["Batch", "BatchSettings", "BatchStats", "FrameTiming", "measure_batch", "BATCH_MODES"]
 
@@ -600,14 +599,8 @@ class Batch:
         """The pipeline's output for one frame, on the device (the current stream)."""
         raw = self._capture(job.seed) if job.raw is None else job.raw.replace(mosaic=mosaic)
         ctx = StageContext(backend=self.backend, seed=job.seed)
-        sim, pipeline = self.sim, self.sim.pipeline
         # Tiled as Simulation.run tiles (the output is the same; the memory bound is kept).
-        first, last = pipeline.span((), sim.start, sim.stop)
-        tile_px = resolve_tile_px(sim.tiles, pipeline.stages[first : last + 1], raw)
-        if tile_px:
-            result = run_tiled(pipeline, raw, ctx, tile_px, workers=sim.tiles.workers, start=sim.start, stop=sim.stop, time_stages=False)
-        else:
-            result = pipeline.run(raw, ctx, start=sim.start, stop=sim.stop, time_stages=False)
+        result, _ = self.sim.develop(raw, ctx, time_stages=False)
         output = result.output
         if not isinstance(output, Image):
             raise StageError(

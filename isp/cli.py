@@ -25,6 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from isp.api import Simulation, SimulationResult, emva
 from isp.backend import to_host
+from isp.batch import BatchSettings, measure_batch
 from isp.calibration import CcmFitSettings, fit_ccm_from_run
 from isp.config import HYDRA_VERSION_BASE, build
 from isp.errors import InputError, IspError
@@ -73,6 +74,8 @@ def _experiment(cfg: DictConfig, run_dir: Path) -> None:
     kind = cfg.experiment.get("kind")
     if kind == "ccm_fit":
         _ccm_fit(cfg, run_dir)
+    elif kind == "batch":
+        _batch(cfg, run_dir)
     else:
         _emva(cfg, run_dir)
 
@@ -88,6 +91,23 @@ def _ccm_fit(cfg: DictConfig, run_dir: Path) -> None:
         _fail(run_dir, str(exc))
     log.info("CCM fitted to %s: CIEDE2000 mean %.2f, max %.2f", fit["source"], fit["mean_de2000"], fit["max_de2000"])
     log.info("wrote %s; paste its color_correction block under tuning.params", path)
+
+
+def _batch(cfg: DictConfig, run_dir: Path) -> None:
+    """``experiment=batch``: frames per second through a warm pipeline; ``batch.json``."""
+    try:
+        settings = build(BatchSettings, cfg.experiment, "experiment")
+        result = measure_batch(cfg, **{k: v for k, v in vars(settings).items() if k != "kind"})
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = write_json(run_dir / "batch.json", result)
+    except IspError as exc:
+        _fail(run_dir, str(exc))
+    log.info(
+        "%s on %s: %.2f frames/s, %.1f ms/frame (upload %.2f, compute %.2f, download %.2f, host copies %.2f ms; overlap %.2f)",
+        result["benchmark"], result["device"], result["fps"], result["ms_per_frame"], result["upload_ms"],
+        result["compute_ms"], result["download_ms"], result["host_copy_ms"], result["overlap"],
+    )
+    log.info("wrote %s", path)
 
 
 def _emva(cfg: DictConfig, run_dir: Path) -> None:

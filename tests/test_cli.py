@@ -131,6 +131,18 @@ def test_ccm_fit_experiment_writes_a_matrix_a_tuning_can_use(tmp_path):
     assert not (run_dir / "image.png").exists()
 
 
+def test_batch_experiment_writes_its_throughput(tmp_path):
+    run_dir = tmp_path / "batch"
+    args = ("experiment=batch", "sensor=generic_bayer", "scene.size=[64,96]", "experiment.frames=2", "experiment.repeats=1", "experiment.warmup=0")
+    proc = isp_sim(*args, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((run_dir / "batch.json").read_text())
+    assert result["fps"] > 0 and result["frames"] == 2
+    assert not (run_dir / "image.png").exists()
+    bad = isp_sim("experiment=batch", "experiment.buffers=9", "scene.size=[64,96]", f"hydra.run.dir={tmp_path / 'bad'}", cwd=tmp_path)
+    _assert_clean_failure(bad, "experiment.buffers", tmp_path / "bad")
+
+
 def test_emva_experiment_writes_figures_and_plots(tmp_path):
     run_dir = tmp_path / "emva"
     proc = isp_sim(
