@@ -14,7 +14,10 @@ and backend (``--backends``; default NumPy, and CuPy when a GPU answers):
 - ``sensor``: the capture with every noise source on, with and without the lens model
   (:mod:`benchmarks.sensor`);
 - ``peers``: rawpy/LibRaw and colour-demosaicing on the same frame (:mod:`benchmarks.peers`),
-  Bayer sizes only, on the CPU.
+  Bayer sizes only, on the CPU;
+- ``batch``: frames per second through a warm :class:`isp.batch.Batch`, host↔device transfers
+  included (pinned buffers, upload/compute/download streams on a GPU), developing host raw
+  frames and simulating + developing, for each pipeline (on the CPU at 12 MP and below).
 
 Every row runs in its own child process (``--row``), so its peak host RSS and device memory are
 its own; a row that fails (out of memory, a missing config, a crash) is recorded with its error
@@ -47,8 +50,9 @@ from typing import Any
 from benchmarks.common import REPO, FrameSize, MemoryMeter, RowSpec, environment, parse_size, simulation
 from benchmarks.peers import MALVAR_EQUAL_ATOL, measure_peers, peers_spec
 from benchmarks.report import render
-from benchmarks.sensor import measure_sensor, sensor_spec
+from benchmarks.sensor import SENSOR_ROWS, measure_sensor, sensor_spec
 from benchmarks.stages import measure_pipeline
+from isp.batch import measure_batch
 from isp.io import write_json
 from isp.paths import config_dir
 
@@ -128,9 +132,9 @@ def _plan_pipelines(settings: Settings, size: FrameSize) -> tuple[list[RowSpec],
 
 def _plan_sensor(settings: Settings, size: FrameSize) -> tuple[list[RowSpec], list[str]]:
     specs = [
-        sensor_spec(size.label, backend, lens, settings.repeats, settings.warmup, settings.overrides)
+        sensor_spec(size.label, backend, scope, settings.repeats, settings.warmup, settings.overrides, engine)
         for backend in settings.backends
-        for lens in (True, False)
+        for scope, engine in SENSOR_ROWS
     ]
     return specs, []
 
@@ -147,11 +151,67 @@ def _plan_peers(settings: Settings, size: FrameSize) -> tuple[list[RowSpec], lis
     return [peers_spec(size.label, settings.repeats, settings.warmup, settings.overrides)], []
 
 
+#: Frames per batch row: many on a GPU, where transfers overlap compute; a few on the CPU,
+#: where a batch is frames one after another and each takes seconds.
+BATCH_FRAMES = {"cupy": 16, "numpy": 2}
+#: Above this size the CPU batch rows are left out: they repeat the pipeline rows' figures.
+BATCH_CPU_MAX_MEGAPIXELS = 20.0
+
+
+def _plan_batch(settings: Settings, size: FrameSize) -> tuple[list[RowSpec], list[str]]:
+    specs, notes = [], []
+    for backend in settings.backends:
+        if backend == "numpy" and size.megapixels > BATCH_CPU_MAX_MEGAPIXELS:
+            notes.append(f"batch rows at {size.label} on numpy skipped: on the CPU a batch is its frames one after another")
+            continue
+        for name in settings.pipelines:
+            if not (config_dir() / "pipeline" / f"{name}.yaml").is_file():
+                continue
+            for mode in ("develop", "simulate"):
+                what = "host raw in, host RGB out" if mode == "develop" else "capture + develop, host RGB out"
+                specs.append(
+                    RowSpec(
+                        "batch", f"batch {mode} ({what}), pipeline {name}", size.label, backend,
+                        settings.repeats if backend == "cupy" else 1, settings.warmup, settings.overrides, {"pipeline": name, "mode": mode},
+                    )
+                )
+    return specs, notes
+
+
+def measure_batch_row(spec: RowSpec, meter: MemoryMeter) -> list[dict[str, Any]]:
+    """Frames per second through :class:`isp.batch.Batch`, host↔device transfers included."""
+    size = parse_size(spec.size)
+    overrides = [*size.overrides, f"backend={spec.backend}", f"pipeline={spec.options['pipeline']}", *spec.overrides]
+    frames = BATCH_FRAMES[spec.backend]
+    with meter.region() as memory:
+        result = measure_batch(overrides, frames=frames, repeats=spec.repeats, mode=spec.options["mode"], warmup=max(spec.warmup, 1))
+    per_frame = result["ms_per_frame"]
+    return [
+        spec.row(
+            key=f"batch/{spec.options['mode']}/{spec.options['pipeline']}",
+            device=result["device"],
+            pipeline=result["pipeline"],
+            tuning=result["tuning"],
+            includes_transfers=True,
+            median_ms=per_frame,
+            mpix_per_s=size.megapixels / (per_frame / 1e3),
+            fps=result["fps"],
+            fps_repeats=result["fps_repeats"],
+            frames=frames,
+            split_ms={part: result[f"{part}_ms"] for part in ("upload", "compute", "download", "host_copy", "serial")},
+            overlap=result["overlap"],
+            timing="frames per second over the measured frames of each repeat, median of repeats",
+            **memory,
+        )
+    ]
+
+
 #: Row kinds by name, in the order they run for each frame size.
 ROW_KINDS: dict[str, RowKind] = {
     "pipeline": RowKind(_plan_pipelines, measure_pipeline),
     "sensor": RowKind(_plan_sensor, measure_sensor),
     "peers": RowKind(_plan_peers, measure_peers),
+    "batch": RowKind(_plan_batch, measure_batch_row),
 }
 
 

@@ -110,7 +110,7 @@ def test_a_killed_row_is_recorded(monkeypatch):
         return SimpleNamespace(returncode=-9, stderr="MemoryError\n")
 
     monkeypatch.setattr(run.subprocess, "run", killed)
-    (row,) = run._run_row(RowSpec("sensor", "sensor capture", "50mp", "numpy", 1, 0, (), {"lens": True}), 10)
+    (row,) = run._run_row(RowSpec("sensor", "sensor capture", "50mp", "numpy", 1, 0, (), {"scope": "optics", "engine": "reference"}), 10)
     assert "SIGKILL" in row["error"] and "out-of-memory" in row["error"] and "MemoryError" in row["error"]
     assert row["frame"]["megapixels"] == pytest.approx(50.331648)
 
