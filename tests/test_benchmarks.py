@@ -246,10 +246,13 @@ def test_legacy_sensor_cli(capsys):
 
     sensor.main(["--backend", "numpy", "--size", "64", "96", "--repeats", "1", "sensor.mode=binned"])
     result = json.loads(capsys.readouterr().out)
-    lens, bare = result["rows"]
-    assert lens["lens_model"] and not bare["lens_model"]
+    rows = {row["key"]: row for row in result["rows"]}
+    assert set(rows) == {f"sensor/{scope}/{engine}" for scope, engine in sensor.SENSOR_ROWS}
+    lens, bare = rows["sensor/optics/reference"], rows["sensor/sensor_only/fused"]
+    assert lens["lens_model"] and not bare["lens_model"] and bare["engine"] == "fused"
     assert lens["all_noise_sources_on"] and lens["frame"]["mode"] == "binned" and lens["frame"]["height"] == 64
     assert re.search(r"sensor capture", lens["name"]) and bare["median_ms"] > 0
+    assert rows["sensor/noise_adc/fused"]["scope"] == "noise_adc"
 
 
 @pytest.mark.gpu
