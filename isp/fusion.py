@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -185,6 +185,49 @@ def plan_fusion(stages: Sequence[Stage], frame: Any, ctx: StageContext, *, taps:
         log.debug("pipeline: running stage by stage, not fused: %s", plan)
         return None
     return plan
+
+
+#: White-balance modes whose gains come from the frame's metadata alone: a plan made for one
+#: frame holds for every frame with the same metadata.
+_METADATA_WB_MODES = ("as_shot", "manual")
+_METADATA_ARRAY_MAX_BYTES = 1 << 20
+
+
+def plan_key(stages: Sequence[Stage], frame: Any, ctx: StageContext, taps: Iterable[str] = ()) -> Hashable | None:
+    """A key under which a plan for ``frame`` can be reused, or ``None`` when it cannot.
+
+    A plan depends on the stages (fixed for a pipeline), the run's seed and backend, the taps
+    and every field of the frame but its pixels: when the white balance takes its gains from
+    metadata, frames that differ only in their pixels (a burst, a sweep over seeds, a batch)
+    share one plan, so the host's per-frame planning (CCT and calibration interpolation, about
+    8 ms) is paid once. An estimating white balance reads the pixels: no key.
+    """
+    balance = next((s for s in stages if s.enabled and s.name == "white_balance"), None)
+    if not isinstance(frame, RawFrame) or balance is None or balance.params.mode not in _METADATA_WB_MODES:
+        return None
+    metadata = _metadata_key({f.name: getattr(frame, f.name) for f in fields(frame) if f.name != "mosaic"})
+    if metadata is None:
+        return None
+    return (ctx.backend.name, ctx.seed, tuple(sorted(taps)), tuple(frame.mosaic.shape), str(frame.mosaic.dtype), metadata)
+
+
+def _metadata_key(value: Any) -> Hashable | None:
+    """A hashable image of metadata (dataclasses, arrays, tuples, scalars); ``None`` for device arrays."""
+    if value is None or isinstance(value, (str, int, float, bool, np.generic)):
+        return value
+    if isinstance(value, np.ndarray):
+        # calibration tables and gain maps are small; a per-pixel array is not metadata
+        return (value.shape, value.dtype.str, value.tobytes()) if value.nbytes <= _METADATA_ARRAY_MAX_BYTES else None
+    if is_dataclass(value):
+        parts = tuple((f.name, _metadata_key(getattr(value, f.name))) for f in fields(value))
+        return None if any(part is None and getattr(value, name) is not None for name, part in parts) else (type(value).__name__, parts)
+    if isinstance(value, (tuple, list)):
+        parts = tuple(_metadata_key(v) for v in value)
+        return None if any(p is None and v is not None for p, v in zip(parts, value, strict=True)) else parts
+    if isinstance(value, dict):
+        parts = tuple((k, _metadata_key(v)) for k, v in sorted(value.items()))
+        return None if any(p is None and value[k] is not None for k, p in parts) else parts
+    return None  # an array on a device, or something unknown: never guess
 
 
 def fusion_refusal(stages: Sequence[Stage], frame: Any, ctx: StageContext, *, taps: Iterable[str] = (), gpu: bool | None = None) -> str | None:

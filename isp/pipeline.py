@@ -18,10 +18,13 @@ from typing import Any
 from isp.config import tabled_fields, to_container
 from isp.errors import ConfigError, StageError
 from isp.frame import Image, RawFrame
-from isp.fusion import plan_fusion
+from isp.fusion import plan_fusion, plan_key
 from isp.stages import STAGES, Stage, StageContext, get_stage_spec
 
 __all__ = ["Pipeline", "PipelineResult"]
+
+#: Fused plans kept per pipeline: frames of one burst or sweep share one.
+_PLANS_KEPT = 8
 
 
 @dataclass
@@ -65,6 +68,7 @@ class Pipeline:
             raise ConfigError(f"pipeline.stages: stage {duplicates[0]!r} is listed more than once")
         self.stages = list(stages)
         self.fuse = fuse
+        self._plans: dict = {}  # fused plans by frame metadata (isp.fusion.plan_key), oldest first
 
     @classmethod
     def from_config(cls, pipeline_cfg: Any, tuning_cfg: Any = None) -> Pipeline:
@@ -139,7 +143,15 @@ class Pipeline:
             if time_stages:
                 ctx.backend.synchronize()
                 t0 = time.perf_counter()
-            plan = plan_fusion(self.stages[first : last + 1], frame, ctx, taps=wanted)
+            span = self.stages[first : last + 1]
+            key = plan_key(span, frame, ctx, wanted)
+            plan = self._plans.get(key) if key is not None else None
+            if plan is None:
+                plan = plan_fusion(span, frame, ctx, taps=wanted)
+                if plan is not None and key is not None:
+                    if len(self._plans) >= _PLANS_KEPT:
+                        self._plans.pop(next(iter(self._plans)))
+                    self._plans[key] = plan
             if plan is not None:
                 result.output = plan.run(frame, ctx)
                 result.tuned.update(plan.tuned)

@@ -9,6 +9,7 @@ matrix's sums differently from OpenBLAS on x86-64 (the kernel follows the latter
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 
@@ -30,6 +31,7 @@ from isp.fusion import (
     code_thresholds,
     fusion_refusal,
     plan_fusion,
+    plan_key,
 )
 from isp.paths import config_dir
 from isp.pipeline import Pipeline
@@ -292,6 +294,22 @@ def test_unsupported_frames_are_refused():
         assert _refusal(fast, case) == message
 
 
+def test_frames_that_differ_only_in_their_pixels_share_a_plan():
+    fast = build_pipeline("fast", "neutral")
+    frame = raw_frame()
+    key = plan_key(fast.stages, frame, CTX)
+    assert key is not None and hash(key) is not None
+    noisier = frame.replace(mosaic=np.ascontiguousarray(frame.mosaic[::-1]))
+    assert plan_key(fast.stages, noisier, CTX) == key
+    warmer = frame.replace(info=dataclasses.replace(frame.info, as_shot_neutral=frame.info.as_shot_neutral * [1.0, 1.0, 0.9]))
+    assert plan_key(fast.stages, warmer, CTX) != key
+    assert plan_key(fast.stages, frame.replace(black_level=frame.black_level + 1), CTX) != key
+    assert plan_key(fast.stages, frame, StageContext(CTX.backend, seed=CTX.seed + 1)) != key
+    assert plan_key(fast.stages, frame, CTX, taps=["quantize"]) != key
+    # an estimating white balance reads the pixels: no plan is reused
+    assert plan_key(build_pipeline("fast", "neutral", {"white_balance": {"mode": "grey_world"}}).stages, frame, CTX) is None
+
+
 def test_a_refusal_is_logged_at_debug_level(caplog):
     with caplog.at_level(logging.DEBUG, logger="isp.fusion"):
         assert plan_fusion(build_pipeline("fast", "neutral").stages, raw_frame(), CTX) is None
@@ -340,3 +358,18 @@ def test_fused_kernel_on_the_gpu_equals_the_unfused_runs(case, shape, cupy_backe
     assert_same_image(got, to_host(unfused_gpu.output.data))
     assert_same_image(got, unfused_cpu.output.data)
     assert fused.output.space == unfused_cpu.output.space and fused.output.cct_k == unfused_cpu.output.cct_k
+
+
+@pytest.mark.gpu
+def test_a_reused_plan_gives_each_frame_its_own_image(cupy_backend):
+    fast = build_pipeline("fast", "neutral")
+    unfused = Pipeline(fast.stages, fuse=False)
+    ctx = StageContext(cupy_backend, 0)
+    first = raw_frame()
+    second = first.replace(mosaic=np.ascontiguousarray(first.mosaic[::-1]))
+    for frame in (first, second, first):
+        on_device = frame.replace(mosaic=cupy_backend.asarray(frame.mosaic))
+        fused = to_host(fast.run(on_device, ctx).output.data).astype(int)
+        reference = to_host(unfused.run(on_device, ctx).output.data).astype(int)
+        assert np.abs(fused - reference).max() <= 1
+    assert len(fast._plans) == 1
