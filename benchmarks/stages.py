@@ -27,6 +27,7 @@ from typing import Any
 from benchmarks.common import MemoryMeter, RowSpec, capture_frame, environment, fingerprint, parse_size, simulation, summarise, time_region
 from isp.backend import get_backend
 from isp.frame import Image
+from isp.fusion import plan_fusion
 from isp.stages import StageContext
 
 __all__ = ["measure_pipeline", "run", "main"]
@@ -61,6 +62,23 @@ def measure_pipeline(spec: RowSpec, meter: MemoryMeter) -> list[dict[str, Any]]:
     stages = {}
     for name in staged[0]:  # the stages that ran, in order (a disabled stage is left out)
         stages[name] = summarise([times[name] for times in staged], size.megapixels)
+    rows = []
+    plan = plan_fusion(sim.pipeline.stages, raw, ctx) if sim.pipeline.fuse and backend.is_gpu else None
+    if plan is not None:  # the kernel alone, its plan made once (a burst or sweep reuses it)
+        with meter.region() as kernel_memory:
+            kernel = time_region(backend, lambda: plan.run(raw, ctx), spec.repeats, spec.warmup)
+        rows.append(
+            spec.row(
+                key=f"pipeline/{spec.options['pipeline']}/kernel",
+                name=f"{spec.name}: fused kernel alone ({plan.label}, plan made once)",
+                device=backend.device_name(),
+                pipeline=sim.pipeline_name,
+                tuning=sim.tuning_name,
+                **summarise(kernel, size.megapixels),
+                timing="cuda events around the kernel launch",
+                **kernel_memory,
+            )
+        )
     return [
         spec.row(
             key=f"pipeline/{spec.options['pipeline']}",
@@ -75,7 +93,8 @@ def measure_pipeline(spec: RowSpec, meter: MemoryMeter) -> list[dict[str, Any]]:
             output={"shape": list(array.shape), "dtype": str(array.dtype)},
             frame_sha1=fingerprint(raw.mosaic),
             **memory,
-        )
+        ),
+        *rows,
     ]
 
 
