@@ -228,3 +228,105 @@ def test_cupy_matches_numpy(rng, cupy_backend):
     got = apply(rgb, cupy_backend, **look)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+# --- the fast CPU path against a plain float64 reference --------------------------------------
+
+import isp.stages.color_look as color_look_module  # noqa: E402 - the module itself, to change its chunk size
+
+#: Ottosson's published linear sRGB matrices, as the reference below takes them (not the stage's copy).
+OTTOSSON_M1 = np.array([[0.4122214708, 0.5363325363, 0.0514459929], [0.2119034982, 0.6806995451, 0.1073969566], [0.0883024619, 0.2817188376, 0.6299787005]])
+OTTOSSON_M2 = np.array([[0.2104542553, 0.7936177850, -0.0040720468], [1.9779984951, -2.4285922050, 0.4505937099], [0.0259040371, 0.7827717662, -0.8086757660]])
+
+LOOKS = {
+    "leica_authentic": {
+        "saturation": 0.85,
+        "hues": [30, 60, 110, 160, 235, 300],
+        "hue_shift_deg": [2, 0, 0, 0, 0, 0],
+        "hue_saturation": [1.0, 0.85, 0.85, 0.95, 1.05, 0.95],
+        "hue_lightness": [0.0, 0.0, -0.03, 0.0, -0.06, 0.0],
+    },
+    "strong": {
+        "saturation": 1.4,
+        "hue_shift_deg": [30.0, -20.0, 10.0, 0.0, -45.0, 5.0],
+        "hue_saturation": [1.2, 0.9, 1.0, 1.4, 1.1, 0.8],
+        "hue_lightness": [0.05, -0.1, 0.0, 0.1, -0.08, 0.02],
+    },
+    "saturation_only": {"saturation": 1.3},
+}
+#: Largest difference from the exact curves: linear interpolation of the 0.5-degree table errs by
+#: (step²/8)·curvature, most for the strong look's steep hue rotations (the float32 work adds 3e-6).
+LOOK_ATOL = {"leica_authentic": 2e-5, "strong": 1.2e-4, "saturation_only": 1e-5}
+
+
+def look_reference(rgb: np.ndarray, look: dict) -> np.ndarray:
+    """The look as the module docstring defines it, in float64: exact curves, arctan2, cbrt."""
+    p = params(**look)
+    lab = np.cbrt(rgb.astype(np.float64) @ OTTOSSON_M1.T) @ OTTOSSON_M2.T
+    lightness, a, b = np.moveaxis(lab, -1, 0)
+    hue = np.degrees(np.arctan2(b, a)) % 360.0
+    theta = np.radians(hue_curve(p.hues, p.hue_shift_deg, hue))
+    scale = hue_curve(p.hues, p.hue_saturation, hue) * p.saturation
+    chroma = np.minimum(np.hypot(a, b) / 0.04, 1.0)
+    lightness = lightness * (1.0 + hue_curve(p.hues, p.hue_lightness, hue) * chroma * chroma * (3.0 - 2.0 * chroma))
+    new_a = scale * (np.cos(theta) * a - np.sin(theta) * b)
+    new_b = scale * (np.sin(theta) * a + np.cos(theta) * b)
+    lms = np.stack([lightness, new_a, new_b], axis=-1) @ np.linalg.inv(OTTOSSON_M2).T
+    return lms**3 @ np.linalg.inv(OTTOSSON_M1).T
+
+
+def look_cases(rng) -> np.ndarray:
+    """Random colours, greys, the primaries and secondaries, and colours on the a and b axes."""
+    random = rng.uniform(0.0, 1.0, size=(40, 48, 3))
+    random[0, :8] = np.linspace(0.0, 1.0, 8)[:, None]
+    random[1, :6] = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1], [1, 0, 1]])
+    return random.astype(np.float32)
+
+
+@pytest.mark.parametrize("look", sorted(LOOKS))
+def test_look_matches_a_float64_reference(rng, look):
+    rgb = look_cases(rng)
+    out = apply(rgb, **LOOKS[look])
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, look_reference(rgb, LOOKS[look]), rtol=0.0, atol=LOOK_ATOL[look])
+
+
+def test_chunks_do_not_change_the_look(rng, monkeypatch):
+    rgb = look_cases(rng)
+    results = []
+    for pixels in (5, 333, 1 << 20):
+        monkeypatch.setattr(color_look_module, "CPU_CHUNK_PIXELS", pixels)
+        results.append(apply(rgb, **LOOKS["strong"]))
+    np.testing.assert_array_equal(results[0], results[2])
+    np.testing.assert_array_equal(results[1], results[2])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_oklab_of_a_grey_has_exactly_zero_a_and_b(dtype):
+    levels = np.array([0.0, 1e-7, 0.003, 0.18, 0.5, 1.0, 7.5], dtype=dtype)
+    lab = srgb_to_oklab(np.repeat(levels[:, None], 3, axis=1))
+    assert lab.dtype == dtype
+    assert np.all(lab[:, 1:] == 0.0) and not np.any(np.signbit(lab[:, 1:]))
+    np.testing.assert_allclose(lab[:, 0], np.cbrt(levels.astype(np.float64)), rtol=2e-6)
+
+
+def test_hue_position_is_atan2_in_table_steps():
+    """On the axes, at signed zeros and anywhere between: atan2(b, a) in [0, 360) degrees."""
+    angles = np.linspace(-np.pi, np.pi, 4001)
+    radii = np.array([1e-30, 1e-6, 0.01, 0.3])
+    a = np.concatenate([(radii[:, None] * np.cos(angles)).ravel(), [0.0, -0.0, 0.0, -0.0, 1.0, -1.0, 0.0, -0.0]]).astype(np.float32)
+    b = np.concatenate([(radii[:, None] * np.sin(angles)).ravel(), [0.0, 0.0, -0.0, -0.0, 0.0, -0.0, 1.0, -1.0]]).astype(np.float32)
+    position = color_look_module._hue_position(a, b)
+    steps = color_look_module.HUE_TABLE_STEPS
+    expected = (np.degrees(np.arctan2(b.astype(np.float64), a.astype(np.float64))) % 360.0) * steps / 360.0
+    expected[(a == 0) & (b == 0)] = 0.0  # a grey, zeros of either sign: hue 0 (its chroma is 0, so the hue acts on nothing)
+    assert position.dtype == np.float32 and position.min() >= 0.0 and position.max() <= steps
+    gap = np.abs(position - expected)
+    np.testing.assert_array_less(np.minimum(gap, steps - gap), 2e-4)  # 360 and 0 degrees are one hue
+
+
+def test_cube_root_keeps_sign_zero_and_precision():
+    x = np.concatenate([np.geomspace(1e-6, 10.0, 2001), -np.geomspace(1e-6, 10.0, 11), [0.0, -0.0, np.inf]]).astype(np.float32)
+    out = color_look_module._cube_root(x.copy())
+    np.testing.assert_allclose(out, np.cbrt(x.astype(np.float64)), rtol=1e-6)
+    assert np.signbit(out[-2]) and out[-3] == 0.0 and not np.signbit(out[-3])

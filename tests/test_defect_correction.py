@@ -295,3 +295,83 @@ def test_fine_texture_is_not_taken_for_defects(shared_data):
     mosaic = frame.mosaic.copy()
     mosaic[sky] = min(1.0, mosaic[sky] * 3 + 0.2)
     assert find_defects(frame.replace(mosaic=mosaic), 4.0, np, spread_ratio=1.0)[sky]
+
+
+# -- strips and borders (the CPU path runs in strips of rows, in the mosaic's own layout) -----
+
+
+def reference_find_defects(frame: RawFrame, threshold: float, spread_ratio: float) -> np.ndarray:
+    """The detector written plainly on site planes, borders mirrored with np.pad's reflect, in float64."""
+    th, tw = frame.cfa.tile_shape
+    h, w = frame.shape
+    planes = frame.mosaic.astype(np.float64).reshape(h // th, th, w // tw, tw).transpose(1, 3, 0, 2).reshape(th * tw, h // th, w // tw)
+    padded = np.pad(planes, ((0, 0), (1, 1), (1, 1)), mode="reflect")
+    hp, wp = planes.shape[1:]
+    views = np.stack([padded[:, 1 + dy : 1 + dy + hp, 1 + dx : 1 + dx + wp] for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])
+    highest, lowest = views.max(axis=0), views.min(axis=0)
+    slope, offset = SHOT_SCALE, READ_VARIANCE
+    sigma = lambda level: np.sqrt(slope * np.maximum(level, 0.0) + offset)  # noqa: E731 - the profile of poisson_frame
+    spread = (highest - lowest) * spread_ratio
+    flags = (planes > highest + threshold * sigma(highest) + spread) | (planes < lowest - threshold * sigma(lowest) - spread)
+    return flags.reshape(th, tw, hp, wp).transpose(2, 0, 3, 1).reshape(h, w)
+
+
+@pytest.mark.parametrize("cfa", ["RGGB", "quad_BGGR"])
+@pytest.mark.parametrize("shape", [(2, 2), (4, 4), (2, 8), (8, 4), (12, 20), (70, 36)])
+def test_detection_at_every_border_matches_a_plain_reference(cfa, shape):
+    """Frames of one or two tiles per side mirror onto themselves; larger ones mirror a tile in."""
+    th = 4 if cfa.startswith("quad") else 2
+    shape = (shape[0] * th // 2, shape[1] * th // 2)
+    rng = np.random.default_rng(sum(shape))
+    frame = poisson_frame(rng.uniform(0.05, 0.6, size=shape), cfa=cfa, seed=sum(shape))
+    mosaic = frame.mosaic.copy()
+    mosaic[rng.integers(0, shape[0], 3), rng.integers(0, shape[1], 3)] = 1.0  # some hot pixels, borders included
+    mosaic[0, 0] = 0.0
+    frame = frame.replace(mosaic=mosaic)
+    for threshold, ratio in ((3.0, 0.0), (2.0, 0.5)):
+        expected = reference_find_defects(frame, threshold, ratio)
+        found = find_defects(frame, threshold, np, spread_ratio=ratio)
+        # float32 against float64: only a pixel within rounding of its bound may differ
+        assert np.count_nonzero(found != expected) <= 1, (threshold, ratio)
+
+
+def test_detection_and_repair_do_not_depend_on_the_strips(monkeypatch):
+    import isp.stages.defect_correction as module
+
+    frame = poisson_frame(np.random.default_rng(4).uniform(0.05, 0.6, size=(88, 64)), cfa="quad_RGGB", seed=4)
+    mosaic = frame.mosaic.copy()
+    mosaic[::7, ::9] = 1.0
+    frame = frame.replace(mosaic=mosaic)
+    results = []
+    for rows in (4, 12, 1000):
+        monkeypatch.setattr(module, "CPU_STRIP_ROWS", rows)
+        results.append(defect_correction(frame, params(threshold_sigma=3.0), CTX).mosaic)
+    np.testing.assert_array_equal(results[0], results[2])
+    np.testing.assert_array_equal(results[1], results[2])
+    assert not np.array_equal(results[2], mosaic)
+
+
+def bayer_site_planes(mosaic: np.ndarray) -> np.ndarray:
+    """``(2, 2, H/2, W/2)``: the plane of each Bayer tile site."""
+    h, w = mosaic.shape
+    return mosaic.reshape(h // 2, 2, w // 2, 2).transpose(1, 3, 0, 2)
+
+
+def test_repair_mirrors_neighbours_at_the_borders_like_the_site_planes():
+    """Defects on the first and last rows and columns, and a frame of a single tile row: each
+    becomes the median of its clean same-site neighbours, mirrored past the border."""
+    cfa = CFALayout.from_name("RGGB")
+    rng = np.random.default_rng(11)
+    for shape in ((10, 12), (2, 12), (10, 2)):
+        mosaic = rng.uniform(0.1, 0.9, size=shape).astype(np.float32)
+        defects = np.zeros(shape, bool)
+        defects[0, :] = rng.random(shape[1]) < 0.5
+        defects[-1, -1] = defects[shape[0] // 2, 0] = True
+        out = correct_defects(mosaic, cfa, defects)
+        values, flags = (np.pad(bayer_site_planes(a), ((0, 0), (0, 0), (1, 1), (1, 1)), mode="reflect") for a in (mosaic, defects))
+        for r, c in zip(*np.nonzero(defects), strict=True):
+            sy, sx, pr, pc = r % 2, c % 2, r // 2 + 1, c // 2 + 1
+            near = [values[sy, sx, pr + dy, pc + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy or dx) and not flags[sy, sx, pr + dy, pc + dx]]
+            expected = np.median(near) if near else mosaic[r, c]
+            assert out[r, c] == pytest.approx(expected, rel=1e-6), (shape, r, c)
+        np.testing.assert_array_equal(out[~defects], mosaic[~defects])

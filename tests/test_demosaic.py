@@ -141,3 +141,17 @@ def test_cuda_kernel_matches_numpy(filters, phase, rng, cupy_backend):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     xp_on_gpu = to_host(_demosaic_xp(cupy_backend.asarray(mosaic), cfa, filters))
     np.testing.assert_allclose(xp_on_gpu, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["bilinear", "malvar2004"])
+def test_numpy_path_does_not_depend_on_the_strips(method, rng, monkeypatch):
+    import isp.stages.demosaic as module
+
+    mosaic = rng.uniform(0, 1, size=(70, 36)).astype(np.float32)
+    cfa = CFALayout.from_name("GBRG")
+    results = []
+    for rows in (2, 6, 1000):
+        monkeypatch.setattr(module, "CPU_STRIP_ROWS", rows)
+        results.append(demosaic(mosaic, cfa, method))
+    np.testing.assert_array_equal(results[0], results[2])
+    np.testing.assert_array_equal(results[1], results[2])

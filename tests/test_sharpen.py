@@ -100,3 +100,47 @@ def test_sharpen_numpy_cupy_parity(params, cupy_backend, rng):
     got = run("sharpen", encoded(rgb).replace(data=cupy_backend.asarray(rgb)), StageContext(cupy_backend), **params)
     assert got.data.dtype == np.float32
     np.testing.assert_allclose(to_host(got.data), expected, rtol=1e-5, atol=2e-6)
+
+
+# --- the strip-wise CPU path against whole planes -------------------------------------------
+
+
+def sharpen_reference(rgb: np.ndarray, radius_px: float, amount: float, threshold: float, overshoot: float | None) -> np.ndarray:
+    """The stage written with scipy's filters on the whole float64 luma plane (mirrored borders)."""
+    y = ycbcr(encoded(rgb))[..., 0]
+    detail = y - scipy.ndimage.gaussian_filter(y, radius_px, mode="reflect", truncate=4.0)
+    detail = np.sign(detail) * np.maximum(np.abs(detail) - threshold, 0.0)
+    sharpened = y + amount * detail
+    if overshoot is not None:
+        low, high = scipy.ndimage.minimum_filter(y, size=3, mode="reflect"), scipy.ndimage.maximum_filter(y, size=3, mode="reflect")
+        sharpened = np.clip(sharpened, low - overshoot * (high - low), high + overshoot * (high - low))
+    return np.clip(rgb + (sharpened - y)[..., None], 0.0, 1.0)
+
+
+@pytest.mark.parametrize("shape", [(32, 64), (7, 11), (3, 2), (1, 6)])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"radius_px": 1.2, "amount": 0.5, "threshold": 0.004, "overshoot": 0.1},
+        {"radius_px": 2.5, "amount": 2.0, "threshold": 0.0, "overshoot": None},
+        {"radius_px": 0.6, "amount": 1.0, "threshold": 0.01, "overshoot": 0.0},
+    ],
+)
+def test_sharpen_matches_a_whole_plane_reference(shape, params):
+    h, w = shape
+    rgb = np.clip(blurred_edge()[:h, 32 - w // 2 : 32 - w // 2 + w] + noisy_flat(shape, 0.0, 0.02), 0.0, 1.0)
+    out = to_host(run("sharpen", encoded(rgb), **params).data)
+    assert out.shape == rgb.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out, sharpen_reference(rgb, **params), atol=2e-6)
+
+
+def test_sharpen_does_not_depend_on_the_strips(monkeypatch):
+    import isp.stages.sharpen as module
+
+    rgb = np.clip(blurred_edge() + noisy_flat((32, 64), 0.0, 0.02), 0.0, 1.0)
+    results = []
+    for rows in (1, 5, 1000):
+        monkeypatch.setattr(module, "CPU_STRIP_ROWS", rows)
+        results.append(run("sharpen", encoded(rgb), amount=1.5, threshold=0.002).data)
+    np.testing.assert_array_equal(results[0], results[2])
+    np.testing.assert_array_equal(results[1], results[2])

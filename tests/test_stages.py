@@ -350,3 +350,13 @@ def test_quantize_stage_refuses_integer_input(rng):
     assert out.data.dtype == np.uint8
     with pytest.raises(StageError, match="already quantised"):
         run("quantize", out)
+
+
+def test_quantize_chunks_do_not_change_codes(rng, monkeypatch):
+    import isp.stages.quantize as module
+
+    values = rng.uniform(-0.1, 1.1, size=(37, 29, 3))
+    expected = np.rint(np.clip(values, 0, 1) * 255).astype(np.uint8)
+    for size in (7, 1 << 20):
+        monkeypatch.setattr(module, "CPU_CHUNK_VALUES", size)
+        np.testing.assert_array_equal(module.quantize(values, 8), expected)

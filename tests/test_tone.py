@@ -241,3 +241,32 @@ def test_numpy_cupy_parity(rng, cupy_backend, mode):
     got = to_host(run(image(data).replace(data=cupy_backend.asarray(data)), StageContext(cupy_backend), **setting).data)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+# --- the chunked CPU path --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["rgb", "luminance"])
+def test_chunks_do_not_change_the_result(rng, mode, monkeypatch):
+    data = rng.uniform(-0.1, 2.0, size=(37, 29, 3)).astype(np.float32)
+    data[3, 4] = [np.inf, 0.0, -np.inf]
+    setting = dict(exposure_ev=0.5, contrast=0.4, shadows=-0.25, highlights=0.4, black_point=-0.01, mode=mode)
+    results = []
+    for size in (7, 300, 1 << 20):
+        monkeypatch.setattr(isp.stages.tone, "CPU_CHUNK_VALUES", size)
+        with np.errstate(invalid="ignore"):
+            results.append(run(image(data), **setting).data)
+    np.testing.assert_array_equal(results[0], results[2])
+    np.testing.assert_array_equal(results[1], results[2])
+
+
+@pytest.mark.parametrize("setting", [dict(contrast=0.4, shadows=-0.25, highlights=0.4, exposure_ev=-0.33), dict(contrast=1.0, black_point=0.04, white_point=0.6)])
+def test_rgb_mode_is_the_exact_curve_of_the_exposed_values_everywhere(setting):
+    """Past the black and white points, at them, and for infinities: the table ends as the curve does."""
+    p = params(**setting)
+    (black, _, white), _ = curve_knots(p)
+    gain = 2.0 ** p.exposure_ev
+    x = np.concatenate([np.linspace(-0.2, 1.5 * white / gain, 4001), [black / gain, white / gain, np.inf, -np.inf, 1e30]])
+    out = run(grey_ramp(x), **setting).data[0, :, 0]
+    expected = tone_curve(np.clip(x * gain, -1.0, 1e6), p)
+    np.testing.assert_allclose(out, expected, atol=3e-6)

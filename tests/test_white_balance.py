@@ -410,3 +410,26 @@ def test_numpy_and_cupy_agree(params, backend):
     np.testing.assert_allclose(got.wb_gains, expected.wb_gains, rtol=1e-5)
     np.testing.assert_allclose(to_host(got.mosaic), expected.mosaic, rtol=1e-5)
     assert got.cct_k == pytest.approx(expected.cct_k, rel=1e-4)
+
+
+# --- the per-site gains in chunks of rows -------------------------------------------------------
+
+
+@pytest.mark.parametrize("cfa", ["RGGB", "quad_GBRG"])
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32, np.float64])
+def test_per_site_affine_is_apply_per_site_then_the_bounds(cfa, dtype, monkeypatch):
+    """The same float32 operations as CFALayout.apply_per_site, whatever the chunks."""
+    import isp.stages.black_level as black_level_module
+
+    layout = CFALayout.from_name(cfa)
+    rng = np.random.default_rng(5)
+    mosaic = (rng.uniform(0, 1100, size=(24, 32)) if dtype == np.uint16 else rng.uniform(-0.1, 1.3, size=(24, 32))).astype(dtype)
+    th, tw = layout.tile_shape
+    scale, offset = rng.uniform(0.5, 3.0, size=(th, tw)), rng.uniform(-70.0, 0.0, size=(th, tw))
+    expected = np.minimum(np.maximum(layout.apply_per_site(mosaic, scale=scale, offset=offset), np.float32(0.0)), np.float32(1.0))
+    for pixels in (1, 200, 1 << 20):
+        monkeypatch.setattr(black_level_module, "CPU_CHUNK_PIXELS", pixels)
+        got = black_level_module.per_site_affine(mosaic, layout, scale, offset, floor=0.0, ceiling=1.0)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(black_level_module.per_site_affine(mosaic, layout, scale), layout.apply_per_site(mosaic, scale=scale))

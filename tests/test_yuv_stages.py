@@ -408,3 +408,72 @@ def test_yuv_denoise_numpy_cupy_parity(shape, params, cupy_backend):
     got = run("yuv_denoise", encoded(rgb).replace(data=cupy_backend.asarray(rgb)), StageContext(cupy_backend), **params)
     assert got.data.dtype == np.float32 and got.data.shape == (h, w, 3)
     np.testing.assert_allclose(to_host(got.data), expected, rtol=1e-5, atol=1e-5)
+
+
+# --- the strip helpers and the strip-wise CPU paths ------------------------------------------
+
+import isp.stages.false_color  # noqa: E402 - the module itself, to change its strip height
+from isp.stages.yuv import extreme_3x3, gaussian_weights, rows_with_halo, symmetric_filter  # noqa: E402
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 2), (7, 9), (40, 33)])
+def test_rows_with_halo_is_a_slice_of_the_mirrored_image(shape, rng):
+    planes = rng.uniform(size=(2, *shape)).astype(np.float32)
+    halo = 3
+    whole = np.pad(planes, ((0, 0), (halo, halo), (halo, halo)), mode="symmetric")
+    for start, stop in [(0, shape[0]), (0, 1), (shape[0] // 2, shape[0]), (1, max(2, shape[0] - 1))]:
+        stop = min(stop, shape[0])
+        if start >= stop:
+            continue
+        np.testing.assert_array_equal(rows_with_halo(planes, start, stop, halo), whole[:, start : stop + 2 * halo])
+
+
+def test_extreme_3x3_is_scipys_reflect_filter(rng):
+    image = rng.uniform(size=(17, 23)).astype(np.float32)
+    mirrored = np.pad(image, 1, mode="symmetric")
+    np.testing.assert_array_equal(extreme_3x3(mirrored, np.maximum), scipy.ndimage.maximum_filter(image, size=3, mode="reflect"))
+    np.testing.assert_array_equal(extreme_3x3(mirrored, np.minimum), scipy.ndimage.minimum_filter(image, size=3, mode="reflect"))
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.2, 2.0, 3.7])
+def test_symmetric_filter_is_scipys_gaussian(sigma, rng):
+    image = rng.uniform(-0.5, 0.5, size=(2, 31, 45)).astype(np.float32)
+    weights = gaussian_weights(sigma)
+    reach = len(weights) - 1
+    out = symmetric_filter(np.pad(image, ((0, 0), (reach, reach), (reach, reach)), mode="symmetric"), weights, np.empty_like(image))
+    for plane, got in zip(image, out, strict=True):
+        np.testing.assert_allclose(got, scipy.ndimage.gaussian_filter(plane.astype(np.float64), sigma, mode="reflect"), atol=2e-7)
+
+
+def false_color_reference(rgb: np.ndarray, strength: float, edge_threshold: float, chroma_threshold: float) -> np.ndarray:
+    """The suppression written with scipy's filters on whole float64 planes (mirrored borders)."""
+    y, cb, cr = np.moveaxis(colour.RGB_to_YCbCr(rgb.astype(np.float64), K=BT709, in_legal=False, out_legal=False, out_int=False), -1, 0)
+    ramp = lambda x, t: np.clip(x / t - 1.0, 0.0, 1.0)  # noqa: E731
+    gradient = np.hypot(scipy.ndimage.sobel(y, axis=0, mode="reflect"), scipy.ndimage.sobel(y, axis=1, mode="reflect")) / 8.0
+    edge = ramp(scipy.ndimage.maximum_filter(gradient, size=3, mode="reflect"), edge_threshold)
+    high = [c - scipy.ndimage.gaussian_filter(c, 2.0, mode="reflect") for c in (cb, cr)]
+    removed = edge * ramp(np.hypot(*high), chroma_threshold) * strength
+    return np.clip(ycbcr_to_rgb(y, (1.0 - removed) * cb, (1.0 - removed) * cr), 0.0, 1.0)
+
+
+@pytest.mark.parametrize("shape", [(64, 96), (9, 13), (2, 5)])
+@pytest.mark.parametrize("params", [{}, FULL_SUPPRESSION])
+def test_false_color_matches_a_whole_plane_reference(shape, params):
+    h, w = shape
+    first = min(30, 96 - w)  # across the demosaiced edge where the frame allows
+    rgb = np.clip(demosaiced_edge_and_patch()[:h, first : first + w] + noisy_flat(shape, 0.0, 0.02), 0.0, 1.0)
+    settings = {**{"strength": 0.6, "edge_threshold": 0.08, "chroma_threshold": 0.03}, **params}
+    expected = false_color_reference(rgb, **settings)
+    out = to_host(run("false_color", encoded(rgb), **params).data)
+    assert out.shape == rgb.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out, expected, atol=5e-6)  # ramps of slope 1/threshold amplify float32 rounding
+
+
+def test_false_color_does_not_depend_on_the_strips(monkeypatch):
+    rgb = np.clip(demosaiced_edge_and_patch() + noisy_flat((64, 96), 0.0, 0.02), 0.0, 1.0)
+    results = []
+    for rows in (1, 5, 1000):
+        monkeypatch.setattr(isp.stages.false_color, "CPU_STRIP_ROWS", rows)
+        results.append(run("false_color", encoded(rgb), **FULL_SUPPRESSION).data)
+    np.testing.assert_array_equal(results[0], results[2])
+    np.testing.assert_array_equal(results[1], results[2])

@@ -57,7 +57,7 @@ from isp.cfa import CFALayout
 from isp.config import param
 from isp.errors import ConfigError, InputError, StageError
 from isp.frame import RawFrame
-from isp.stages.noise_model import from_site_planes, noise_model, site_planes
+from isp.stages.noise_model import NoiseModel, from_site_planes, noise_model, site_planes
 from isp.stages.registry import StageContext, register_stage
 
 __all__ = ["DefectCorrectionParams", "defect_correction", "find_defects", "correct_defects", "read_defect_list", "NEIGHBOURS"]
@@ -135,33 +135,88 @@ def read_defect_list(path: str | Path) -> np.ndarray:
     return table.astype(np.int64)
 
 
-def _neighbour_views(padded: Any, shape: tuple[int, int]) -> list[Any]:
-    h, w = shape
-    return [padded[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in NEIGHBOURS]
+#: Mosaic rows per strip on the CPU (rounded to whole CFA tiles): a strip's neighbour extremes
+#: and margins stay in the processor's caches; a GPU takes the frame as one strip.
+CPU_STRIP_ROWS = 32
+
+
+def _with_neighbours(mosaic: Any, cfa: CFALayout, start: int, stop: int) -> Any:
+    """Mosaic rows ``start`` to ``stop`` (whole tiles) with one tile of same-site neighbours on
+    every side, mirrored past the frame's borders site by site (``reflect``: ``c b | a b c``)."""
+    xp = array_module(mosaic)
+    th, tw = cfa.tile_shape
+    height, width = mosaic.shape
+    first, last = max(0, start - th), min(height, stop + th)
+    if height < 2 * th or width < 2 * tw:  # a single tile row or column mirrors onto itself
+        planes = site_planes(mosaic[first:last], cfa)
+        top, bottom = (start - first) // th, (last - stop) // th
+        return from_site_planes(xp.pad(planes, ((0, 0), (1 - top, 1 - bottom), (1, 1)), mode="reflect"), cfa)
+    # the tile row (column) next to a border stands for the one past it
+    rows = [mosaic[th : 2 * th]] if first == start else []
+    rows.append(mosaic[first:last])
+    if last == stop:
+        rows.append(mosaic[height - 2 * th : height - th])
+    block = xp.concatenate(rows) if len(rows) > 1 else rows[0]
+    return xp.concatenate([block[:, tw : 2 * tw], block, block[:, width - 2 * tw : width - tw]], axis=1)
+
+
+def _extreme_of_neighbours(around: Any, th: int, tw: int, rows: int, width: int, extreme: Any) -> Any:
+    """The maximum (or minimum) of each pixel's 8 same-site neighbours in :func:`_with_neighbours`' block.
+
+    Left-and-right and three-across extremes are taken once per row and shared by the rows a
+    tile above and below: four passes instead of seven.
+    """
+    sides = extreme(around[:, :width], around[:, 2 * tw : 2 * tw + width])
+    across = extreme(sides, around[:, tw : tw + width])
+    out = extreme(across[:rows], across[2 * th : 2 * th + rows])
+    return extreme(out, sides[th : th + rows], out=out)
+
+
+def _margin(noise: NoiseModel, level: Any, threshold: np.float32, spread: Any) -> Any:
+    """``threshold · sigma(level) + spread``, with the operations of :meth:`NoiseModel.sigma`."""
+    xp = array_module(level)
+    sigma = xp.maximum(level, np.float32(0.0))
+    sigma *= noise.slope
+    sigma += noise.offset
+    xp.sqrt(sigma, out=sigma)
+    sigma *= threshold
+    sigma += spread
+    return sigma
 
 
 def find_defects(frame: RawFrame, threshold_sigma: float, xp: Any, spread_ratio: float = 0.0) -> Any:
     """``(H, W)`` bool mask of the pixels beyond their neighbours' range by ``threshold_sigma``
-    noise standard deviations and by ``spread_ratio`` times that range (see the module docstring)."""
+    noise standard deviations and by ``spread_ratio`` times that range (see the module docstring).
+
+    The neighbours of a pixel are the 8 nearest of its tile site, one tile away; the work runs
+    in the mosaic's own layout, in strips of rows on the CPU.
+    """
     cfa = frame.cfa
-    planes = site_planes(frame.mosaic, cfa).astype(xp.float32, copy=False)
-    padded = xp.pad(planes, ((0, 0), (1, 1), (1, 1)), mode="reflect")
-    highest = lowest = None
-    for view in _neighbour_views(padded, planes.shape[1:]):
-        highest = view if highest is None else xp.maximum(highest, view)
-        lowest = view if lowest is None else xp.minimum(lowest, view)
+    th, tw = cfa.tile_shape
+    mosaic = frame.mosaic.astype(xp.float32, copy=False)
     model = noise_model(frame, xp)
-    threshold = np.float32(threshold_sigma)
-
-    spread = (highest - lowest) * np.float32(spread_ratio)
-
-    def margin(level: Any) -> Any:
-        return site_planes(model.sigma(from_site_planes(level, cfa)), cfa) * threshold + spread
-
-    # Judged by the noise at the neighbour it must beat: on the bright side of an edge the
-    # mean of the neighbours would understate a hot candidate's noise.
-    defects = (planes > highest + margin(highest)) | (planes < lowest - margin(lowest))
-    return from_site_planes(defects, cfa)
+    threshold, ratio = np.float32(threshold_sigma), np.float32(spread_ratio)
+    height, width = mosaic.shape
+    defects = xp.empty(mosaic.shape, dtype=bool)
+    step = height if xp is not np else max(th, CPU_STRIP_ROWS // th * th)
+    for start in range(0, height, max(step, 1)):
+        stop = min(start + step, height)
+        around = _with_neighbours(mosaic, cfa, start, stop)
+        rows = stop - start
+        highest, lowest = (_extreme_of_neighbours(around, th, tw, rows, width, extreme) for extreme in (xp.maximum, xp.minimum))
+        spread = highest - lowest
+        spread *= ratio
+        noise = NoiseModel(model.slope[start:stop], model.offset[start:stop], model.estimated)
+        centre = around[th:-th, tw:-tw]
+        # judged by the noise at the neighbour it must beat: on the bright side of an edge the
+        # mean of the neighbours would understate a hot candidate's noise
+        bound = _margin(noise, highest, threshold, spread)
+        bound += highest
+        flagged = xp.greater(centre, bound, out=defects[start:stop])
+        bound = _margin(noise, lowest, threshold, spread)
+        xp.subtract(lowest, bound, out=bound)
+        flagged |= centre < bound
+    return defects
 
 
 def correct_defects(mosaic: Any, cfa: CFALayout, defects: Any) -> Any:
@@ -177,23 +232,28 @@ def correct_defects(mosaic: Any, cfa: CFALayout, defects: Any) -> Any:
     0.25
     """
     xp = array_module(mosaic)
-    planes = site_planes(mosaic, cfa)
-    flagged = site_planes(defects, cfa)
-    site, row, col = xp.nonzero(flagged)
-    out = planes.astype(xp.float32, copy=True)
-    if site.size == 0:
-        return from_site_planes(out, cfa)
-    # Defects become +inf: they sort after every usable neighbour on any backend.
-    clean = xp.where(flagged, xp.float32(xp.inf), out)
-    padded = xp.pad(clean, ((0, 0), (1, 1), (1, 1)), mode="reflect")
-    samples = xp.stack([padded[site, row + 1 + dy, col + 1 + dx] for dy, dx in NEIGHBOURS])
+    th, tw = cfa.tile_shape
+    out = mosaic.astype(xp.float32, copy=True)
+    row, col = xp.nonzero(defects)
+    if row.size == 0:
+        return out
+    # a neighbour's site-plane row and column, mirrored as np.pad's reflect mode takes them
+    plane_rows = xp.asarray(np.pad(np.arange(mosaic.shape[0] // th), 1, mode="reflect"))
+    plane_cols = xp.asarray(np.pad(np.arange(mosaic.shape[1] // tw), 1, mode="reflect"))
+    samples = []
+    for dy, dx in NEIGHBOURS:
+        near_row = plane_rows[row // th + 1 + dy] * th + row % th
+        near_col = plane_cols[col // tw + 1 + dx] * tw + col % tw
+        # defects become +inf: they sort after every usable neighbour on any backend
+        samples.append(xp.where(defects[near_row, near_col], xp.float32(xp.inf), out[near_row, near_col]))
+    samples = xp.stack(samples)
     count = xp.sum(xp.isfinite(samples), axis=0)
     ordered = xp.sort(samples, axis=0)
     low = xp.take_along_axis(ordered, xp.maximum(count - 1, 0)[None] // 2, axis=0)[0]
     high = xp.take_along_axis(ordered, (count // 2)[None], axis=0)[0]
     median = (low + high) * np.float32(0.5)
-    out[site, row, col] = xp.where(count > 0, median, out[site, row, col])
-    return from_site_planes(out, cfa)
+    out[row, col] = xp.where(count > 0, median, out[row, col])
+    return out
 
 
 def _static_mask(frame: RawFrame, params: DefectCorrectionParams, xp: Any) -> Any:

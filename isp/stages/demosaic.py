@@ -134,24 +134,61 @@ def _site_plan(cfa: CFALayout) -> list[tuple[int, int, dict[int, str | None]]]:
     return plan
 
 
+#: Rows per strip of the NumPy path (even, to keep the CFA phase): a strip's rows and its
+#: two-row halo stay in the processor's caches while its 5×5 filters read them.
+CPU_STRIP_ROWS = 64
+
+
+def _weight_groups(kernel: np.ndarray) -> list[tuple[np.float32, list[tuple[int, int]]]]:
+    """The nonzero taps of a 5×5 filter grouped by weight: ``[(weight, [(dy, dx), ...]), ...]``.
+
+    The symmetric filters have few distinct weights, so a group's samples are summed and
+    multiplied once.
+    """
+    groups: dict[float, list[tuple[int, int]]] = {}
+    for dy, dx in zip(*np.nonzero(kernel), strict=True):
+        groups.setdefault(float(kernel[dy, dx]), []).append((int(dy), int(dx)))
+    return [(np.float32(weight), offsets) for weight, offsets in groups.items()]
+
+
 def _demosaic_xp(mosaic: Any, cfa: CFALayout, filters: BayerFilters) -> Any:
-    """Reference path (NumPy or CuPy array code): each filter applied only at its own sites."""
+    """Reference path (NumPy or CuPy array code): each filter applied only at its own sites.
+
+    On the CPU the rows are taken in strips of :data:`CPU_STRIP_ROWS` with a mirrored two-row
+    halo; the pixels do not depend on the strips.
+    """
     xp = array_module(mosaic)
     h, w = mosaic.shape
-    padded = xp.pad(mosaic.astype(xp.float32, copy=False), 2, mode="reflect")
+    src = mosaic.astype(xp.float32, copy=False)
     out = xp.empty((h, w, 3), dtype=xp.float32)
-    for y, x, recipe in _site_plan(cfa):
-        for channel, name in recipe.items():
-            if name is None:
-                out[y::2, x::2, channel] = mosaic[y::2, x::2]
-                continue
-            kernel = getattr(filters, name)
-            acc = None
-            for dy, dx in zip(*np.nonzero(kernel), strict=True):
-                weight = np.float32(kernel[dy, dx])
-                term = padded[y + dy : y + dy + h : 2, x + dx : x + dx + w : 2] * weight
-                acc = term if acc is None else acc + term
-            out[y::2, x::2, channel] = acc
+    plan = [
+        (y, x, [(channel, None if name is None else _weight_groups(getattr(filters, name))) for channel, name in recipe.items()])
+        for y, x, recipe in _site_plan(cfa)
+    ]
+    step = h if xp is not np else CPU_STRIP_ROWS
+    for start in range(0, h, max(step, 1)):
+        stop = min(start + step, h)
+        first, last = max(0, start - 2), min(h, stop + 2)
+        padded = xp.pad(src[first:last], ((2 - (start - first), 2 - (last - stop)), (2, 2)), mode="reflect")
+        rows = stop - start
+        for y, x, recipe in plan:
+            for channel, groups in recipe:
+                target = out[start + y : stop : 2, x::2, channel]
+                if groups is None:
+                    target[...] = src[start + y : stop : 2, x::2]
+                    continue
+                acc = None
+                for weight, offsets in groups:
+                    taps = [padded[y + dy : y + dy + rows : 2, x + dx : x + dx + w : 2] for dy, dx in offsets]
+                    group = taps[0] + taps[1] if len(taps) > 1 else taps[0] * np.float32(1.0)
+                    for tap in taps[2:]:
+                        group += tap
+                    group *= weight
+                    if acc is None:
+                        acc = group
+                    else:
+                        acc += group
+                target[...] = acc
     return out
 
 
@@ -245,6 +282,6 @@ def demosaic_stage(frame: RawFrame, params: DemosaicParams, ctx: StageContext) -
     """Interpolate the two missing colours at every pixel of a Bayer mosaic."""
     frame.require("demosaic", domain="linear", bayer=True)
     rgb = demosaic(frame.mosaic, frame.cfa, params.method)
-    if params.clip:
-        rgb = ctx.backend.xp.clip(rgb, 0.0, 1.0)
+    if params.clip:  # in place: every method returns a fresh array
+        rgb = ctx.backend.xp.clip(rgb, 0.0, 1.0, out=rgb)
     return Image(rgb, space="camera", transfer="linear", info=frame.info, wb_gains=frame.wb_gains, cct_k=frame.cct_k)

@@ -103,6 +103,25 @@ def radius_px(radius: float, shape: tuple[int, ...]) -> int:
     return max(1, round(radius * math.hypot(shape[0], shape[1])))
 
 
+def _running_mean_down(a: np.ndarray, size: int) -> np.ndarray:
+    """``scipy.ndimage.uniform_filter1d(a, size, axis=0, mode="reflect")`` of a 2-D float array, row by row.
+
+    As scipy, a running sum in float64 of an odd window, borders mirrored; the rows are whole
+    contiguous vectors, so the loop runs once per row, not per pixel.
+    """
+    half = size // 2
+    padded = np.pad(a, ((half, half), (0, 0)), mode="symmetric")
+    out = np.empty(a.shape, dtype=a.dtype)
+    total = padded[:size].sum(axis=0, dtype=np.float64)
+    scale = 1.0 / size
+    np.multiply(total, scale, out=out[0], casting="same_kind")
+    for row in range(1, a.shape[0]):
+        total += padded[row + size - 1]
+        total -= padded[row - 1]
+        np.multiply(total, scale, out=out[row], casting="same_kind")
+    return out
+
+
 def guided_filter(guide: Any, src: Any, radius: int, eps: float, ndimage: ModuleType) -> Any:
     """The guided filter of He et al. (2010): ``src`` smoothed, keeping the edges of ``guide``.
 
@@ -132,6 +151,9 @@ def guided_filter(guide: Any, src: Any, radius: int, eps: float, ndimage: Module
     size = 2 * radius + 1
 
     def mean(a: Any) -> Any:
+        if array_module(a) is np:
+            # scipy filters axis 0 along strided columns, five times slower than along rows
+            return ndimage.uniform_filter1d(_running_mean_down(a, size), size, axis=1, mode="reflect")
         return ndimage.uniform_filter(a, size=size, mode="reflect")
 
     mean_i = mean(guide)
@@ -174,4 +196,8 @@ def local_tone(image: Image, params: LocalToneParams, ctx: StageContext) -> Imag
     base, detail = base_detail(image, params, xp, ctx.backend.ndimage)
     compression = params.compression if params.target_range_ev is None else _compression_for_target(base, params, xp)
     gain_ev = np.float32(params.strength) * (np.float32(params.detail - 1.0) * detail - np.float32(compression) * base)
-    return image.replace(data=image.data * xp.exp2(gain_ev)[..., None])
+    gain = xp.exp2(gain_ev, out=gain_ev)
+    out = xp.empty(image.data.shape, dtype=xp.result_type(image.data.dtype, gain.dtype))
+    for channel in range(image.data.shape[-1]):  # channel by channel: a broadcast over 3 values loops slowly
+        xp.multiply(image.data[..., channel], gain, out=out[..., channel])
+    return image.replace(data=out)

@@ -20,7 +20,12 @@ from isp.config import param
 from isp.frame import Image
 from isp.stages.registry import StageContext, register_stage
 
-__all__ = ["srgb_oetf", "srgb_eotf", "srgb_to", "apply_matrix", "OetfParams", "oetf"]
+__all__ = ["srgb_oetf", "srgb_eotf", "srgb_to", "apply_matrix", "OetfParams", "oetf", "CPU_CHUNK_PIXELS"]
+
+#: Pixels per chunk on the CPU: a chunk's intermediates stay in the processor's caches, which
+#: more than halves the time of these passes (bound by memory traffic) and spares the page
+#: faults of full-frame temporaries; a GPU takes the frame at once.
+CPU_CHUNK_PIXELS = 1 << 14
 
 _A = 0.055
 _LINEAR_LIMIT = 0.0031308
@@ -34,7 +39,7 @@ def srgb_oetf(linear: Any) -> Any:
     --------
     >>> import numpy as np
     >>> srgb_oetf(np.array([0.0, 0.0031308, 0.18, 1.0])).round(4).tolist()
-    [0.0, 0.0405, 0.4614, 1.0]
+    [0.0, 0.0404, 0.4614, 1.0]
     """
     xp = array_module(linear)
     x = xp.clip(linear, 0.0, 1.0)
@@ -42,11 +47,21 @@ def srgb_oetf(linear: Any) -> Any:
     return xp.where(x <= _LINEAR_LIMIT, 12.92 * x, high).astype(x.dtype, copy=False)
 
 
+def _chunks(count: int, xp: Any) -> list[slice]:
+    step = count if xp is not np else CPU_CHUNK_PIXELS
+    return [slice(start, start + step) for start in range(0, count, max(step, 1))]
+
+
 def apply_matrix(rgb: Any, matrix: np.ndarray) -> Any:
     """``matrix @ pixel`` for every pixel of an ``(H, W, 3)`` float32 array on any backend."""
     xp = array_module(rgb)
-    pixels = xp.ascontiguousarray(rgb).reshape(-1, 3)  # one (N, 3) x (3, 3) product, not H small ones
-    return (pixels @ xp.asarray(np.asarray(matrix, dtype=np.float64).T, dtype=xp.float32)).reshape(rgb.shape)
+    pixels = xp.ascontiguousarray(rgb).reshape(-1, 3)  # (N, 3) x (3, 3) products, not H small ones
+    transposed = xp.asarray(np.asarray(matrix, dtype=np.float64).T, dtype=xp.float32)
+    out = xp.empty(pixels.shape, dtype=xp.result_type(pixels.dtype, xp.float32))
+    # in chunks on the CPU, also because OpenBLAS threads one tall product badly on a busy machine
+    for chunk in _chunks(pixels.shape[0], xp):
+        xp.matmul(pixels[chunk], transposed, out=out[chunk])
+    return out.reshape(rgb.shape)
 
 
 def srgb_eotf(encoded: Any) -> Any:
@@ -72,5 +87,11 @@ def srgb_to(space: str) -> np.ndarray:
 def oetf(image: Image, params: OetfParams, ctx: StageContext) -> Image:
     """Encode linear sRGB for output: sRGB or Display P3 primaries, the sRGB curve."""
     image.require("oetf", space="srgb", transfer="linear")
-    data = image.data if params.space == "srgb" else apply_matrix(image.data, srgb_to(params.space))
-    return image.replace(data=srgb_oetf(data), transfer="srgb", space=params.space)
+    xp = ctx.backend.xp
+    pixels = xp.ascontiguousarray(image.data).reshape(-1, 3)
+    out = xp.empty(pixels.shape, dtype=pixels.dtype)
+    to_space = None if params.space == "srgb" else xp.asarray(srgb_to(params.space).T, dtype=xp.float32)
+    for chunk in _chunks(pixels.shape[0], xp):
+        linear = pixels[chunk] if to_space is None else xp.matmul(pixels[chunk], to_space)
+        out[chunk] = srgb_oetf(linear)
+    return image.replace(data=out.reshape(image.data.shape), transfer="srgb", space=params.space)

@@ -30,13 +30,18 @@ D. L. Donoho, "De-noising by soft-thresholding", IEEE Trans. Information Theory 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from isp.backend import array_module
 from isp.config import param
 from isp.frame import Image
 from isp.stages.registry import StageContext, register_stage
-from isp.stages.yuv import add_ycbcr, require_encoded_rgb, rgb_to_ycbcr
+from isp.stages.yuv import extreme_3x3, gaussian_weights, luma_plane, require_encoded_rgb, rows_with_halo, strips, symmetric_filter
 
-__all__ = ["SharpenParams", "sharpen"]
+__all__ = ["SharpenParams", "sharpen", "CPU_STRIP_ROWS"]
+
+#: Rows per strip on the CPU (:func:`isp.stages.yuv.strips`); a GPU takes the image in one strip.
+CPU_STRIP_ROWS = 16
 
 
 @dataclass(frozen=True)
@@ -51,22 +56,56 @@ class SharpenParams:
     )
 
 
+def _luma_change(window: Any, params: SharpenParams, weights: list[float], halo: int) -> Any:
+    """Sharpened minus original luma of the pixels inside a window of luma with ``halo`` mirrored rows and columns."""
+    xp = array_module(window)
+    dtype = window.dtype.type
+    reach = len(weights) - 1
+    rows, width = window.shape[0] - 2 * halo, window.shape[1] - 2 * halo
+    luma = window[halo : halo + rows, halo : halo + width]
+    around = window[halo - reach : halo + rows + reach, halo - reach : halo + width + reach]
+    detail = symmetric_filter(around, weights, xp.empty_like(luma))
+    xp.subtract(luma, detail, out=detail)
+    if params.threshold:
+        # soft coring sign(d)·max(|d| - t, 0) is d minus d clipped to [-t, t]
+        threshold = dtype(params.threshold)
+        cored = xp.clip(detail, -threshold, threshold)
+        detail -= cored
+    detail *= dtype(params.amount)
+    if params.overshoot is None:
+        return detail
+    sharpened = detail
+    sharpened += luma
+    ring = window[halo - 1 : halo + rows + 1, halo - 1 : halo + width + 1]
+    low = extreme_3x3(ring, xp.minimum)
+    high = extreme_3x3(ring, xp.maximum)
+    margin = high - low
+    margin *= dtype(params.overshoot)
+    low -= margin
+    high += margin
+    xp.maximum(sharpened, low, out=sharpened)
+    xp.minimum(sharpened, high, out=sharpened)
+    sharpened -= luma
+    return sharpened
+
+
 @register_stage("sharpen", SharpenParams, consumes="image")
 def sharpen(image: Image, params: SharpenParams, ctx: StageContext) -> Image:
     """Unsharp-mask the luma, with soft coring and a local overshoot limit."""
     require_encoded_rgb(image, "sharpen")
     if not params.amount:
         return image
-    xp, ndi = ctx.backend.xp, ctx.backend.ndimage
+    xp = ctx.backend.xp
     rgb = image.data.astype(xp.float32, copy=False)
-    y, _, _ = rgb_to_ycbcr(rgb)
-    detail = y - ndi.gaussian_filter(y, params.radius_px, mode="reflect", truncate=4.0)
-    if params.threshold:
-        detail = xp.sign(detail) * xp.maximum(xp.abs(detail) - params.threshold, 0.0)
-    sharpened = y + detail * params.amount
-    if params.overshoot is not None:
-        low = ndi.minimum_filter(y, size=3, mode="reflect")
-        high = ndi.maximum_filter(y, size=3, mode="reflect")
-        margin = (high - low) * params.overshoot
-        sharpened = xp.minimum(xp.maximum(sharpened, low - margin), high + margin)
-    return image.replace(data=add_ycbcr(rgb, sharpened - y))
+    luma = luma_plane(rgb)
+    weights = gaussian_weights(params.radius_px)
+    halo = max(1, len(weights) - 1)
+    out = xp.empty_like(rgb)
+    height = rgb.shape[0]
+    for start, stop in strips(height, height if ctx.backend.is_gpu else CPU_STRIP_ROWS):
+        change = _luma_change(rows_with_halo(luma, start, stop, halo), params, weights, halo)
+        rows = out[start:stop]
+        for channel in range(3):  # a change of luma alone moves R', G' and B' alike
+            xp.add(rgb[start:stop, :, channel], change, out=rows[..., channel])
+        xp.clip(rows, 0.0, 1.0, out=rows)
+    return image.replace(data=out)

@@ -71,7 +71,7 @@ from isp.errors import ConfigError
 from isp.frame import Image
 from isp.stages.registry import StageContext, register_stage
 
-__all__ = ["ToneParams", "tone", "tone_curve", "curve_knots", "luminance", "LUT_SIZE"]
+__all__ = ["ToneParams", "tone", "tone_curve", "curve_knots", "luminance", "LUT_SIZE", "CPU_CHUNK_VALUES"]
 
 #: Entries of the table the stage evaluates the curve through.
 LUT_SIZE = 4096
@@ -185,14 +185,67 @@ def _curve_table(params: ToneParams) -> tuple[np.ndarray, float, float]:
     return tone_curve(b + (w - b) * u * u, params).astype(np.float32), b, w
 
 
-def _apply_table(x: Any, table: Any, b: float, w: float) -> Any:
+def _gather(table: Any, index: Any) -> Any:
+    """``table[index]``; an index out of range (cast from a NaN input) picks some entry instead of
+    failing, and the NaN comes back through the interpolation weight. NumPy's ``take`` clips when
+    asked; CuPy's always wraps."""
+    xp = array_module(index)
+    return xp.take(table, index, mode="clip") if xp is np else xp.take(table, index)
+
+
+def _steps(table: Any) -> Any:
+    """Each entry's difference to the next, the last 0: ``table[i] + frac·steps[i]`` interpolates."""
+    xp = array_module(table)
+    return xp.concatenate([table[1:] - table[:-1], xp.zeros(1, dtype=table.dtype)])
+
+
+def _apply_table(x: Any, table: Any, b: float, w: float, gain: float = 1.0, steps: Any = None, out: Any = None) -> Any:
+    """The curve through :func:`_curve_table`'s table at ``gain · x``, interpolated linearly (into ``out`` if given)."""
     xp = array_module(x)
     last = LUT_SIZE - 1
-    u = xp.sqrt(xp.clip((x - np.float32(b)) * np.float32(1.0 / (w - b)), 0.0, 1.0)) * np.float32(last)
-    i = xp.clip(u.astype(xp.int32), 0, last - 1)  # a NaN casts to an arbitrary integer; it stays NaN through frac
-    frac = u - i.astype(xp.float32)
-    lo = table[i]
-    return lo + frac * (table[i + 1] - lo)
+    steps = _steps(table) if steps is None else steps
+    u = xp.multiply(x, np.float32(gain / (w - b)))
+    u -= np.float32(b / (w - b))
+    xp.clip(u, np.float32(0.0), np.float32(1.0), out=u)
+    xp.sqrt(u, out=u)
+    u *= np.float32(last)
+    index = xp.floor(u)
+    u -= index  # now the fraction towards the next entry; NaN stays NaN
+    with np.errstate(invalid="ignore"):  # a NaN casts to an arbitrary integer (see _gather)
+        index = index.astype(xp.intp)
+    change = _gather(steps, index)
+    change *= u
+    return xp.add(_gather(table, index), change, out=out)
+
+
+#: Values per chunk on the CPU: a chunk's intermediates stay in the processor's caches, which
+#: more than halves the time of these passes (bound by memory traffic); a GPU takes all at once.
+CPU_CHUNK_VALUES = 1 << 16
+
+
+def _chunks(size: int, backend_is_gpu: bool, per_item: int = 1) -> list[slice]:
+    step = size if backend_is_gpu else max(1, CPU_CHUNK_VALUES // per_item)
+    return [slice(start, min(start + step, size)) for start in range(0, size, max(step, 1))]
+
+
+def _luminance_mode(data: Any, gain: float, table: Any, b: float, w: float, black: np.float32, out: Any) -> None:
+    """The curve on luminance, each pixel scaled by ``(f(Y) - f(0)) / Y`` and lifted by ``black = f(0)``; ``data`` and ``out`` are ``(n, 3)``."""
+    xp = array_module(data)
+    pixels = xp.multiply(data, np.float32(gain), out=out)
+    luma_pos = xp.maximum(luminance(pixels), np.float32(0.0))
+    # the ratio is bounded by the curve's steepest slope, so near-black pixels get no runaway gain
+    ratio = _apply_table(luma_pos, table, b, w)
+    ratio -= black
+    ratio /= xp.maximum(luma_pos, np.float32(1e-8), out=luma_pos)
+    for channel in range(3):  # channel by channel: a broadcast over 3 values loops slowly
+        pixels[:, channel] *= ratio
+    pixels += black
+    peak = xp.maximum(pixels[:, 0], pixels[:, 1])
+    xp.maximum(peak, pixels[:, 2], out=peak)
+    xp.maximum(peak, np.float32(1.0), out=peak)
+    for channel in range(3):
+        pixels[:, channel] /= peak
+    xp.clip(pixels, np.float32(0.0), np.float32(1.0), out=pixels)
 
 
 @register_stage("tone", ToneParams, consumes="image")
@@ -201,19 +254,22 @@ def tone(image: Image, params: ToneParams, ctx: StageContext) -> Image:
     image.require("tone", space="srgb", transfer="linear")
     xp = ctx.backend.xp
     ev = params.exposure_ev + (image.info.baseline_exposure_ev if params.use_baseline_exposure else 0.0)
-    data = image.data * image.data.dtype.type(2.0**ev) if ev else image.data
+    gain = 2.0**ev
+    data = xp.ascontiguousarray(image.data, dtype=xp.float32)
     if _is_identity(params):
-        return image.replace(data=xp.clip(data, 0.0, 1.0))
+        out = xp.multiply(data, np.float32(gain)) if ev else data.copy()
+        return image.replace(data=xp.clip(out, np.float32(0.0), np.float32(1.0), out=out))
     host_table, b, w = _curve_table(params)
     table = ctx.backend.asarray(host_table)
+    out = xp.empty_like(data)
     if params.mode == "rgb":
-        return image.replace(data=_apply_table(data, table, b, w))
-    luma = luminance(data)
-    black = float(_apply_table(np.zeros(1, np.float32), host_table, b, w)[0])  # f(0): the black lift, 0 unless black_point < 0
-    luma_pos = xp.maximum(luma, 0.0)
-    # the ratio is bounded by the curve's steepest slope, so near-black pixels get no runaway gain
-    ratio = (_apply_table(luma_pos, table, b, w) - np.float32(black)) / xp.maximum(luma_pos, np.float32(1e-8))
-    out = data * ratio[..., None] + np.float32(black)
-    peak = xp.maximum(xp.maximum(xp.maximum(out[..., 0], out[..., 1]), out[..., 2]), np.float32(1.0))
-    out /= peak[..., None]
-    return image.replace(data=xp.clip(out, 0.0, 1.0, out=out))
+        values, results = data.reshape(-1), out.reshape(-1)
+        steps = _steps(table)
+        for chunk in _chunks(values.size, ctx.backend.is_gpu):
+            _apply_table(values[chunk], table, b, w, gain, steps, out=results[chunk])
+    else:
+        black = np.float32(_apply_table(np.zeros(1, np.float32), host_table, b, w)[0])  # f(0): the black lift, 0 unless black_point < 0
+        pixels, results = data.reshape(-1, 3), out.reshape(-1, 3)
+        for chunk in _chunks(pixels.shape[0], ctx.backend.is_gpu, per_item=3):
+            _luminance_mode(pixels[chunk], gain, table, b, w, black, results[chunk])
+    return image.replace(data=out)

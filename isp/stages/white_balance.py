@@ -73,6 +73,7 @@ from isp.cfa import COLOURS, CFALayout
 from isp.config import param
 from isp.errors import ConfigError, StageError
 from isp.frame import CaptureInfo, RawFrame
+from isp.stages.black_level import per_site_affine
 from isp.stages.color_correction import interpolate_calibration
 from isp.stages.registry import StageContext, register_stage
 
@@ -380,7 +381,6 @@ def white_balance(frame: RawFrame, params: WhiteBalanceParams, ctx: StageContext
                 raise StageError("white_balance: prior=planckian needs the frame's colour calibration, and it has none")
             neutral = planckian_neutral(frame.info, neutral, params.prior_max_duv, tuple(params.prior_cct_range_k))
         gains = gains_from_neutral(neutral)
-    balanced = frame.cfa.apply_per_site(frame.mosaic, scale=frame.cfa.per_site(gains))
-    if params.clip_highlights:
-        balanced = ctx.backend.xp.minimum(balanced, np.float32(frame.white_level))
+    ceiling = frame.white_level if params.clip_highlights else None
+    balanced = per_site_affine(frame.mosaic, frame.cfa, scale=frame.cfa.per_site(gains), ceiling=ceiling)
     return frame.replace(mosaic=balanced, wb_gains=gains, cct_k=white_cct(frame.info, 1.0 / gains))

@@ -52,7 +52,7 @@ from isp.backend import array_module
 from isp.config import param
 from isp.frame import Image
 from isp.stages.registry import StageContext, register_stage
-from isp.stages.yuv import require_encoded_rgb, ycbcr_planes, ycbcr_to_rgb
+from isp.stages.yuv import require_encoded_rgb, rows_with_halo, strips, ycbcr_planes, ycbcr_to_rgb
 
 __all__ = ["CHROMA_BLOCK_PX", "CPU_STRIP_ROWS", "YuvDenoiseParams", "yuv_denoise"]
 
@@ -97,14 +97,6 @@ def _box_sum(x: Any, radius: int) -> Any:
     for k in range(2, n):
         sums += rows[:, k : w - n + 1 + k]
     return sums
-
-
-def _with_halo(plane: Any, start: int, stop: int, halo: int) -> Any:
-    """Rows ``start - halo`` to ``stop + halo`` of ``plane`` and ``halo`` more columns each side, mirrored past its borders."""
-    h = plane.shape[0]
-    rows = plane[max(0, start - halo) : min(h, stop + halo)]
-    pad = ((max(0, halo - start), max(0, stop + halo - h)), (halo, halo))
-    return array_module(plane).pad(rows, pad, mode="symmetric")
 
 
 def _mirror(x: Any, pad: int) -> Any:
@@ -206,45 +198,40 @@ def _chroma_coefficients(
 
 
 def _upsample(blocks: Any, start: int, stop: int, block: int) -> Any:
-    """Block rows ``start`` to ``stop`` of a map with one block of border, bilinearly upsampled to pixels.
+    """Block rows ``start`` to ``stop`` of ``(..., h, w)`` maps with one block of border, bilinearly upsampled to pixels.
 
     Samples sit at block centres, as the block means they come from. Columns are interpolated
     first, on the few block rows, so that the pass over all pixels writes whole rows.
     """
     xp = array_module(blocks)
-    src = blocks[start : stop + 2]
-    columns = xp.empty((src.shape[0], (src.shape[1] - 2) * block), dtype=blocks.dtype)
-    _interpolate(src, columns, block, axis=1)
-    pixels = xp.empty(((stop - start) * block, columns.shape[1]), dtype=blocks.dtype)
-    _interpolate(columns, pixels, block, axis=0)
+    src = blocks[..., start : stop + 2, :]
+    columns = xp.empty((*src.shape[:-1], (src.shape[-1] - 2) * block), dtype=blocks.dtype)
+    _interpolate(src, columns, block, axis=-1)
+    pixels = xp.empty((*src.shape[:-2], (stop - start) * block, columns.shape[-1]), dtype=blocks.dtype)
+    _interpolate(columns, pixels, block, axis=-2)
     return pixels
 
 
 def _interpolate(src: Any, dst: Any, block: int, axis: int) -> None:
-    """Fill ``dst`` by linear interpolation along ``axis`` between the samples of ``src`` (one sample of border each side)."""
+    """Fill ``dst`` by linear interpolation along ``axis`` (-1 or -2) between the samples of ``src`` (one sample of border each side)."""
+    def along(index: slice) -> tuple:
+        return (Ellipsis, index) if axis == -1 else (Ellipsis, index, slice(None))
+
     def shifted(first: int) -> Any:
-        index = [slice(None), slice(None)]
-        index[axis] = slice(first, src.shape[axis] - 2 + first)
-        return src[tuple(index)]
+        return src[along(slice(first, src.shape[axis] - 2 + first))]
 
     previous, centre, following = shifted(0), shifted(1), shifted(2)
     to_previous, to_following = previous - centre, following - centre
     for phase in range(block):
         offset = (phase + 0.5) / block - 0.5  # from the block centre, in blocks
-        index = [slice(None), slice(None)]
-        index[axis] = slice(phase, None, block)
-        target = dst[tuple(index)]
+        target = dst[along(slice(phase, None, block))]
         array_module(src).multiply(to_previous if offset < 0 else to_following, abs(offset), out=target)
         target += centre
 
 
-def _strips(rows: int, strip_rows: int) -> list[tuple[int, int]]:
-    return [(start, min(start + strip_rows, rows)) for start in range(0, rows, strip_rows)]
-
-
-def _apply(model: tuple[Any, Any, Any], luma: Any, chroma: Any, start: int, stop: int, block: int) -> Any:
-    """Filtered chroma pixels of block rows ``start`` to ``stop`` from the block maps of :func:`_chroma_coefficients`."""
-    luma_gain, chroma_gain, offset = (_upsample(m, start, stop, block) for m in model)
+def _apply(maps: Any, luma: Any, chroma: Any) -> Any:
+    """Filtered chroma pixels from the upsampled ``(luma_gain, chroma_gain, offset)`` maps of :func:`_chroma_coefficients`."""
+    luma_gain, chroma_gain, offset = maps
     luma_gain *= luma
     chroma_gain *= chroma
     offset += luma_gain
@@ -265,14 +252,14 @@ def yuv_denoise(image: Image, params: YuvDenoiseParams, ctx: StageContext) -> Im
     if h % block or w % block:  # whole blocks for the chroma statistics
         rgb = xp.pad(rgb, ((0, -h % block), (0, -w % block), (0, 0)), mode="symmetric")
     ycc = ycbcr_planes(rgb)
-    strips = _strips(ycc.shape[1], ycc.shape[1] if ctx.backend.is_gpu else CPU_STRIP_ROWS)
+    bounds = strips(ycc.shape[1], ycc.shape[1] if ctx.backend.is_gpu else CPU_STRIP_ROWS)
     luma = ycc[0]
     if params.luma_sigma:
         luma = xp.empty_like(ycc[0])
         radius = params.luma_radius_px
-        for start, stop in strips:
-            luma[start:stop] = _luma_guided_filter(_with_halo(ycc[0], start, stop, 2 * radius), params.luma_sigma, radius)
-    models = None
+        for start, stop in bounds:
+            luma[start:stop] = _luma_guided_filter(rows_with_halo(ycc[0], start, stop, 2 * radius), params.luma_sigma, radius)
+    maps = None
     if params.chroma_sigma:
         radius_blocks = (params.chroma_radius_px + block // 2) // block
         models = _chroma_coefficients(
@@ -282,12 +269,15 @@ def yuv_denoise(image: Image, params: YuvDenoiseParams, ctx: StageContext) -> Im
             params.chroma_edge_sigma,
             radius_blocks,
         )
+        maps = xp.stack([m for model in models for m in model])  # upsampled together, three per chroma plane
     out = xp.empty(rgb.shape, dtype=xp.float32)
-    for start, stop in strips:
+    for start, stop in bounds:
         y = luma[start:stop]
         chroma = [ycc[k, start:stop] for k in (1, 2)]
-        if models is not None:
-            chroma = [_apply(model, y, c, start // block, stop // block, block) for model, c in zip(models, chroma, strict=True)]
-        xp.clip(ycbcr_to_rgb(y, *chroma), 0.0, 1.0, out=out[start:stop])
+        if maps is not None:
+            pixels = _upsample(maps, start // block, stop // block, block)
+            chroma = [_apply(pixels[3 * k : 3 * k + 3], y, c) for k, c in enumerate(chroma)]
+        rows = ycbcr_to_rgb(y, *chroma, out=out[start:stop])
+        xp.clip(rows, 0.0, 1.0, out=rows)
     return image.replace(data=out if out.shape[:2] == (h, w) else xp.ascontiguousarray(out[:h, :w]))
 
