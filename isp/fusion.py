@@ -40,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from isp.backend import get_backend
+from isp.backend import array_module, get_backend
+from isp.cfa import CFALayout
 from isp.colorimetry import SRGB_TO_XYZ
 from isp.config import tabled_fields
 from isp.errors import IspError, StageError
@@ -48,6 +49,7 @@ from isp.frame import CaptureInfo, Image, RawFrame
 from isp.stages import STAGES, Stage, StageContext
 from isp.stages.oetf import OetfParams, srgb_to
 from isp.stages.quantize import QuantizeParams
+from isp.stages.remosaic import as_bayer, pixel_swap
 from isp.stages.tone import LUT_SIZE, ToneParams, _curve_table, _is_identity
 
 __all__ = [
@@ -119,6 +121,9 @@ class FusedPlan:
         is ``template.replace(data=rgb8)``.
     tuned
         Tuning-table values per stage, as :attr:`isp.pipeline.PipelineResult.tuned` holds them.
+    quad_cfa
+        The Quad Bayer layout of the input when a ``pixel_swap`` remosaic comes first: its DN
+        are moved onto Bayer sites before the kernel reads them (:meth:`kernel_mosaic`).
     """
 
     label: str
@@ -129,6 +134,7 @@ class FusedPlan:
     tables: np.ndarray
     template: Image
     tuned: dict[str, dict[str, Any]] = field(default_factory=dict)
+    quad_cfa: CFALayout | None = None
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -150,11 +156,24 @@ class FusedPlan:
         ry, rx = self.red_site
         return [mosaic, out, np.int32(h), np.int32(w), np.int32(ry), np.int32(rx), np.int32(self.flags), xp.asarray(self.tables)]
 
+    def kernel_mosaic(self, mosaic: Any) -> Any:
+        """The Bayer uint16 mosaic the kernel reads (C-contiguous): ``mosaic`` itself, or a Quad
+        Bayer mosaic's samples moved onto Bayer sites of their colour.
+
+        Moving DN before the black level is taken off equals the unfused path (black level,
+        then ``pixel_swap``) because the planner only allows it when every site of a colour has
+        the same black level; it costs one more pass (2 bytes read and written per pixel).
+        """
+        xp = array_module(mosaic)
+        if self.quad_cfa is not None:
+            mosaic = pixel_swap(mosaic, self.quad_cfa)
+        return xp.ascontiguousarray(mosaic)
+
     def run(self, frame: RawFrame, ctx: StageContext) -> Image:
         """Launch the kernel on ``frame``'s mosaic; the Image the unfused stages would return."""
         backend = ctx.backend
         xp = backend.xp
-        mosaic = xp.ascontiguousarray(frame.mosaic)
+        mosaic = self.kernel_mosaic(frame.mosaic)
         if mosaic.data.ptr % 4:  # the kernel loads pairs of samples as 32-bit words
             mosaic = mosaic.copy()
         out = xp.empty((*self.shape, 3), dtype=xp.uint8)
@@ -240,11 +259,13 @@ def _plan(stages: Sequence[Stage], frame: Any, ctx: StageContext, taps: Iterable
     if not gpu:
         return f"backend {ctx.backend.name} has no GPU for the fused kernel"
     enabled = [s for s in stages if s.enabled]
+    remosaic = enabled[1] if len(enabled) > 1 and enabled[1].name == "remosaic" else None
+    enabled = [s for s in enabled if s is not remosaic]
     names = tuple(s.name for s in enabled)
     if names not in (FUSED_STAGES, _WITHOUT_VIGNETTE):
         return (
             f"the stages to run are ({', '.join(names)}); the fused kernel runs exactly ({', '.join(FUSED_STAGES)}), "
-            "vignette optional, all enabled, none cut off by pipeline.start or pipeline.stop"
+            "vignette optional, remosaic optional after black_level, all enabled, none cut off by pipeline.start or pipeline.stop"
         )
     inner = sorted(set(taps) & set(names[:-1]))
     if inner:
@@ -255,6 +276,12 @@ def _plan(stages: Sequence[Stage], frame: Any, ctx: StageContext, taps: Iterable
         return f"the raw frame is in the {frame.domain!r} domain, not 'dn'"
     if np.dtype(frame.mosaic.dtype) != np.uint16:
         return f"the mosaic is {np.dtype(frame.mosaic.dtype)}, not uint16"
+    quad = None
+    if not frame.cfa.is_bayer and remosaic is not None:
+        swapped = _swapped_quad(frame, remosaic)
+        if isinstance(swapped, str):
+            return swapped
+        quad, frame = frame.cfa, swapped
     if not frame.cfa.is_bayer:
         return f"CFA {frame.cfa.name} is not a Bayer layout"
     if frame.wb_gains is not None:
@@ -262,11 +289,26 @@ def _plan(stages: Sequence[Stage], frame: Any, ctx: StageContext, taps: Iterable
     if min(frame.shape) < _MIN_SIDE_PX:
         return f"the {frame.shape[0]}x{frame.shape[1]} mosaic is smaller than {_MIN_SIDE_PX}x{_MIN_SIDE_PX}"
     try:
-        return _build(dict(zip(names, enabled, strict=True)), frame, ctx)
+        plan = _build(dict(zip(names, enabled, strict=True)), frame, ctx)
+        return dataclasses.replace(plan, quad_cfa=quad) if quad is not None else plan
     except _Refused as exc:
         return str(exc)
     except IspError as exc:  # the unfused run raises it again, from the stage, in context
         return f"a stage refuses this frame ({exc})"
+
+
+def _swapped_quad(frame: RawFrame, remosaic: Stage) -> RawFrame | str:
+    """A Quad Bayer DN frame with its samples on Bayer sites, as the kernel will read it (its
+    metadata as the ``remosaic`` stage leaves it), or why it cannot be fused."""
+    if remosaic.params.method != "pixel_swap":
+        return f"remosaic.method={remosaic.params.method!r}; the fused kernel reads a Quad Bayer frame through pixel_swap only"
+    if frame.cfa.tile_shape != (4, 4):
+        return f"CFA {frame.cfa.name} is neither Bayer nor Quad Bayer"
+    pattern = frame.cfa.pattern_array
+    uneven = [c for c in np.unique(pattern) if np.ptp(frame.black_level[pattern == c]) > 0]
+    if uneven:
+        return "the Quad Bayer black levels differ between sites of one colour: samples cannot move before the black level is taken off"
+    return as_bayer(frame, pixel_swap(frame.mosaic, frame.cfa))
 
 
 class _Refused(Exception):

@@ -53,7 +53,7 @@ def test_smoke_run_writes_every_figure(smoke):
 
 def test_smoke_run_pipeline_row_has_stages(smoke):
     pipeline = smoke[0]["rows"][0]
-    assert list(pipeline["stages"]) == ["black_level", "white_balance", "demosaic", "color_correction", "tone", "vignette", "oetf", "quantize"]
+    assert list(pipeline["stages"]) == ["black_level", "remosaic", "white_balance", "demosaic", "color_correction", "tone", "vignette", "oetf", "quantize"]
     assert all(s["median_ms"] > 0 and len(s["times_ms"]) == 2 for s in pipeline["stages"].values())
     # the whole run is timed around the stages, so it cannot be shorter than their sum
     assert pipeline["median_ms"] >= 0.99 * pipeline["stage_sum_ms"]

@@ -53,7 +53,7 @@ _CALIBRATIONS = (
 )
 
 
-def raw_frame(phase: str = "RGGB", shape: tuple[int, int] = (48, 64), seed: int = 5) -> RawFrame:
+def raw_frame(phase: str = "RGGB", shape: tuple[int, int] = (48, 64), seed: int = 5, black: np.ndarray | None = None) -> RawFrame:
     """A 10-bit mosaic with colour gradients, noise, samples below black and a clipped highlight;
     black levels differ per site; two calibrations, so the colour matrix depends on the CCT."""
     rng = np.random.default_rng(seed)
@@ -68,7 +68,7 @@ def raw_frame(phase: str = "RGGB", shape: tuple[int, int] = (48, 64), seed: int 
     info = CaptureInfo(
         "synthetic", iso=400.0, as_shot_neutral=np.array([0.55, 1.0, 0.7]), color_matrices=_CALIBRATIONS, baseline_exposure_ev=0.25
     )
-    return RawFrame(mosaic, cfa, np.array([[64.0, 66.0], [63.0, 65.0]]), 1023.0, info)
+    return RawFrame(mosaic, cfa, np.array([[64.0, 66.0], [63.0, 65.0]]) if black is None else black, 1023.0, info)
 
 
 def build_pipeline(pipeline: str, tuning: str, params: dict | None = None, fuse: bool = False) -> Pipeline:
@@ -88,7 +88,7 @@ def emulate_fused(pipeline: Pipeline, frame: RawFrame) -> tuple[np.ndarray, obje
     plan = plan_fusion(pipeline.stages, frame, CTX, gpu=True)
     assert plan is not None, fusion_refusal(pipeline.stages, frame, CTX, gpu=True)
     out = np.zeros((*frame.shape, 3), np.uint8)
-    emulate_kernel(KERNEL_SOURCE, KERNEL_FUNCTION, plan.grid, plan.block, plan.arguments(np.ascontiguousarray(frame.mosaic), out))
+    emulate_kernel(KERNEL_SOURCE, KERNEL_FUNCTION, plan.grid, plan.block, plan.arguments(plan.kernel_mosaic(frame.mosaic), out))
     return out, plan
 
 
@@ -155,6 +155,37 @@ def test_emulated_kernel_equals_the_unfused_stages(case):
     np.testing.assert_array_equal(template.wb_gains, expected.wb_gains)
     assert plan.tuned == reference.tuned
     assert plan.label == f"fused(black_level..{pipeline.names[-1]})"
+
+
+# Quad Bayer black levels: one per colour (R, G, B sites of the 4x4 tile), as a sensor has them.
+_QUAD_BLACK = np.where(CFALayout.from_name("quad_GRBG").pattern_array == 1, 64.0, 62.0)
+
+
+@pytest.mark.parametrize("tuning", ["neutral", "leica_authentic"])
+def test_a_quad_bayer_frame_fuses_through_pixel_swap(tuning):
+    """The full-resolution read-out: the kernel reads the DN moved onto Bayer sites, and gives
+    the unfused pipeline's image (black level, pixel_swap remosaic, then the Bayer stages)."""
+    pipeline = build_pipeline("fast", tuning, {"remosaic": {"method": "pixel_swap"}})
+    frame = raw_frame("quad_GRBG", (48, 64), black=_QUAD_BLACK)
+    reference = pipeline.run(frame, CTX)
+    got, plan = emulate_fused(pipeline, frame)
+    assert plan.quad_cfa is not None and plan.quad_cfa.name == "quad_GRBG"
+    assert_same_image(got, reference.output.data)
+    assert plan.template.info == reference.output.info
+    # a Bayer frame passes through the remosaic: the same pipeline fuses it without a swap
+    bayer_plan = plan_fusion(pipeline.stages, raw_frame("GRBG"), CTX, gpu=True)
+    assert bayer_plan is not None and bayer_plan.quad_cfa is None
+
+
+def test_a_quad_bayer_frame_fuses_only_through_pixel_swap_with_even_black_levels():
+    frame = raw_frame("quad_RGGB", (48, 64), black=np.where(CFALayout.from_name("quad_RGGB").pattern_array == 1, 64.0, 62.0))
+    directional = build_pipeline("fast", "neutral", {"remosaic": {"method": "directional"}})
+    assert "remosaic.method='directional'; the fused kernel reads a Quad Bayer frame through pixel_swap only" in _refusal(directional, frame)
+    uneven = frame.replace(black_level=np.arange(16.0).reshape(4, 4) + 56.0)
+    swap = build_pipeline("fast", "neutral", {"remosaic": {"method": "pixel_swap"}})
+    assert "black levels differ between sites of one colour" in _refusal(swap, uneven)
+    no_remosaic = build_pipeline("fast", "neutral", {"remosaic": {"enabled": False}})
+    assert "CFA quad_RGGB is not a Bayer layout" in _refusal(no_remosaic, frame)
 
 
 def test_emulated_kernel_uses_full_frame_coordinates_in_a_crop():
@@ -282,7 +313,7 @@ def test_unsupported_frames_are_refused():
     cases = {
         "the raw frame is in the 'linear' domain, not 'dn'": linear,
         "the mosaic is float32, not uint16": frame.replace(mosaic=frame.mosaic.astype(np.float32)),
-        "CFA quad_RGGB is not a Bayer layout": quad,
+        "remosaic.method='directional'; the fused kernel reads a Quad Bayer frame through pixel_swap only": quad,
         "the frame is already white balanced": frame.replace(wb_gains=np.ones(3)),
         "the 2x64 mosaic is smaller than 4x4": frame.replace(mosaic=frame.mosaic[:2]),
         "the input is Image, not a raw frame": Image(np.zeros((4, 4, 3), np.float32), "camera", "linear", frame.info),

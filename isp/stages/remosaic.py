@@ -86,6 +86,7 @@ __all__ = [
     "REMOSAIC_METHODS",
     "RemosaicParams",
     "bayer_layout",
+    "as_bayer",
     "pixel_swap",
     "directional",
     "kernel_launch",
@@ -446,9 +447,13 @@ def remosaic_stage(frame: RawFrame, params: RemosaicParams, ctx: StageContext) -
             gains = gains_from_neutral(frame.info.as_shot_neutral)
         except StageError as exc:
             raise StageError(f"stage 'remosaic' balances the channels with the as-shot neutral: {exc}") from None
-    bayer = bayer_layout(frame.cfa)
+    return as_bayer(frame, remosaic(frame.mosaic, frame.cfa, params.method, gains))
+
+
+def as_bayer(frame: RawFrame, mosaic: Any) -> RawFrame:
+    """``frame`` with its remosaiced ``mosaic``: the Bayer CFA, and the black levels and
+    lens-shading maps of the Bayer sites."""
     # Each Bayer site takes the black level of the quad site bayer_layout reads its colour from.
     black = frame.black_level[np.ix_((0, 2), (0, 2))]
     info = dataclasses.replace(frame.info, gain_maps=_bayer_gain_maps(frame.info.gain_maps))
-    mosaic = remosaic(frame.mosaic, frame.cfa, params.method, gains)
-    return frame.replace(mosaic=mosaic, cfa=bayer, black_level=black, info=info)
+    return frame.replace(mosaic=mosaic, cfa=bayer_layout(frame.cfa), black_level=black, info=info)
