@@ -142,7 +142,7 @@ class Simulation:
         result, tile_px = self.develop(raw, ctx, taps=self.taps)
         metrics = self._metrics(backend, raw, result.output, scene, capture_ms, result.times_ms)
         metrics["tuned"] = result.tuned
-        metrics["tiles"] = {"core_px": tile_px, "workers": self.tiles.workers} if tile_px else None
+        metrics["tiles"] = {"core_px": tile_px, "workers": self.tiles.worker_count(backend.is_gpu)} if tile_px else None
         metrics["total_time_ms"] = (time.perf_counter() - t_start) * 1e3
         return SimulationResult(result.output, raw, metrics, result.taps, scene)
 
@@ -156,7 +156,7 @@ class Simulation:
         tile_px = resolve_tile_px(self.tiles, self.pipeline.stages[first : last + 1], raw)
         if tile_px:
             result = run_tiled(
-                self.pipeline, raw, ctx, tile_px, workers=self.tiles.workers, taps=taps, start=self.start, stop=self.stop, time_stages=time_stages
+                self.pipeline, raw, ctx, tile_px, workers=self.tiles.worker_count(ctx.backend.is_gpu), taps=taps, start=self.start, stop=self.stop, time_stages=time_stages
             )
         else:
             result = self.pipeline.run(raw, ctx, taps=taps, start=self.start, stop=self.stop, time_stages=time_stages)

@@ -75,8 +75,10 @@ has shown in any test (frames up to 12.6 MP).
 
 Config (``pipeline.tiles``): ``size_px`` the side of a tile's core (0: off; ``auto``: tiles only
 when the frame's estimated working memory, :data:`WORKING_BYTES_PER_PX`, exceeds ``budget_gb``),
-``workers`` (CPU: tiles processed at once by a thread pool; NumPy releases the GIL in most array
-operations), ``budget_gb``.
+``workers`` (CPU: tiles processed at once by a thread pool, NumPy releasing the GIL in most array
+operations; ``auto`` one per core, and then ``size_px: auto`` also tiles a frame of
+:data:`PARALLEL_MIN_PIXELS` or more within the budget, two tiles per worker, for speed),
+``budget_gb``.
 
 Taps: the outputs of tapped stages are stitched too, each held whole as in an untiled run.
 """
@@ -86,6 +88,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -93,6 +96,7 @@ from typing import Any
 
 import numpy as np
 
+from isp.backend import array_module
 from isp.config import param
 from isp.errors import ConfigError, StageError
 from isp.frame import Image, RawFrame
@@ -126,6 +130,9 @@ log = logging.getLogger(__name__)
 #: peaked at 5.09 GB (in the remosaic) over about 1.4 GB held before it, about 73. The larger
 #: figure, rounded up, keeps a margin.
 WORKING_BYTES_PER_PX = 110
+#: ``size_px: auto`` with several workers tiles frames at least this large for speed.
+PARALLEL_MIN_PIXELS = 2_000_000
+_MAX_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -138,7 +145,9 @@ class TileSettings:
         doc="side of a tile's core in pixels (rounded down to the CFA tile); 0: no tiling; "
         "auto: tiles only when the frame's working memory would exceed budget_gb",
     )
-    workers: int = param(1, range=(1, 64), doc="CPU: tiles processed at once by a thread pool; a GPU runs them one after another")
+    workers: int | str = param(
+        1, doc="CPU: tiles processed at once by a thread pool (auto: one per core, up to 8); a GPU runs them one after another"
+    )
     budget_gb: float = param(
         4.0, range=(0.05, 4096.0), unit="GB", doc="size_px=auto: the working memory (host or GPU) the pipeline's stages may use"
     )
@@ -146,6 +155,16 @@ class TileSettings:
     def __post_init__(self) -> None:
         if (isinstance(self.size_px, str) and self.size_px != "auto") or (isinstance(self.size_px, int) and self.size_px < 0):
             raise ConfigError(f"pipeline.tiles.size_px={self.size_px!r}: expected a number of pixels, 0 (off) or auto")
+        if self.workers != "auto" and (isinstance(self.workers, str) or not 1 <= self.workers <= _MAX_WORKERS):
+            raise ConfigError(f"pipeline.tiles.workers={self.workers!r}: expected 1 to {_MAX_WORKERS}, or auto")
+
+    def worker_count(self, on_gpu: bool) -> int:
+        """Tiles run at once: 1 on a GPU (one stream); ``auto`` is one per CPU core, up to 8."""
+        if on_gpu:
+            return 1
+        if self.workers == "auto":
+            return max(1, min(os.cpu_count() or 1, _MAX_WORKERS))
+        return int(self.workers)
 
 
 @dataclass(frozen=True)
@@ -444,6 +463,10 @@ def tile_windows(length: int, core_px: int, halo: int) -> list[tuple[int, int, i
     return [(start, min(start + core_px, length), max(0, start - halo), min(length, start + core_px + halo)) for start in range(0, length, core_px)]
 
 
+def _pixels(frame: RawFrame | Image) -> Any:
+    return frame.mosaic if isinstance(frame, RawFrame) else frame.data
+
+
 def resolve_tile_px(settings: TileSettings, stages: Sequence[Stage], frame: RawFrame | Image) -> int:
     """The core size to tile ``frame`` with under ``settings``; 0: run it whole.
 
@@ -458,8 +481,20 @@ def resolve_tile_px(settings: TileSettings, stages: Sequence[Stage], frame: RawF
         return int(settings.size_px)
     budget = settings.budget_gb * 1e9
     h, w = frame.shape[:2]
+    workers = settings.worker_count(array_module(_pixels(frame)) is not np)
     if h * w * WORKING_BYTES_PER_PX <= budget:
-        return 0
+        if workers == 1 or h * w < PARALLEL_MIN_PIXELS:
+            return 0
+        # within budget but on several cores: tiles for the thread pool, two per worker, when
+        # the pipeline can be tiled (the image is the same either way)
+        try:
+            segments = plan_segments(stages, frame)
+        except ConfigError as exc:
+            log.debug("pipeline.tiles: running the frame whole on %d cores: %s", workers, exc)
+            return 0
+        align = math.lcm(*(s.align_px for s in segments)) if segments else 1
+        side = math.isqrt(h * w // (2 * workers))
+        return max(align, side // align * align)
     try:
         segments = plan_segments(stages, frame)
     except ConfigError as exc:
@@ -467,7 +502,7 @@ def resolve_tile_px(settings: TileSettings, stages: Sequence[Stage], frame: RawF
         return 0
     halo = max((s.halo_px for s in segments), default=0)
     align = math.lcm(*(s.align_px for s in segments)) if segments else 1
-    largest = max(align, int(math.sqrt(budget / (WORKING_BYTES_PER_PX * settings.workers))) - 2 * halo)
+    largest = max(align, int(math.sqrt(budget / (WORKING_BYTES_PER_PX * workers))) - 2 * halo)
     # the fewest tiles along each axis, then their even size there; the square tile covers both
     even = [-(-length // -(-length // largest)) for length in (h, w)]
     return max(-(-side // align) * align for side in even)

@@ -356,7 +356,8 @@ def test_simulation_runs_in_tiles_from_the_config():
     [
         ("pipeline.tiles.size_px=-8", r"pipeline\.tiles\.size_px=-8: expected a number of pixels, 0 \(off\) or auto"),
         ("pipeline.tiles.size_px=big", r"pipeline\.tiles\.size_px='big': expected a number of pixels"),
-        ("pipeline.tiles.workers=0", r"pipeline\.tiles\.workers=0 is out of range \[1, 64\]"),
+        ("pipeline.tiles.workers=0", r"pipeline\.tiles\.workers=0: expected 1 to 8, or auto"),
+        ("pipeline.tiles.workers=many", r"pipeline\.tiles\.workers='many': expected 1 to 8, or auto"),
         ("+pipeline.tiles.halo=4", r"pipeline\.tiles\.halo: unknown parameter"),
     ],
 )
@@ -399,3 +400,23 @@ def test_grain_draws_the_same_numbers_on_the_gpu(cupy_backend):
     np.testing.assert_allclose(got, expected, atol=1e-5)  # log, sin and cos round differently on the GPU
     tile = to_host(spec.fn(on_gpu.crop(10, 13, 30, 41), params, StageContext(cupy_backend, seed=11)).data)
     assert np.array_equal(tile, got[10:40, 13:54])
+
+
+def test_auto_workers_tile_a_large_frame_on_the_cpu_for_speed():
+    """Within the memory budget, several CPU workers still get tiles (two per worker) once the
+    frame is large enough; one worker, a small frame, or a pipeline that cannot be tiled run it whole."""
+    from isp.tiling import PARALLEL_MIN_PIXELS, TileSettings, resolve_tile_px
+
+    stages = Simulation(isp.compose(["tuning=neutral"])).pipeline.stages
+    big = RawFrame(np.zeros((1536, 2048), np.uint16), CFALayout.from_name("RGGB"), 64.0, 1023.0, CaptureInfo("t", noise_profile=((1e-5, 1e-6),) * 3))
+    assert big.shape[0] * big.shape[1] >= PARALLEL_MIN_PIXELS
+    two = TileSettings(size_px="auto", workers=2)
+    core = resolve_tile_px(two, stages, big)
+    tiles = -(-1536 // core) * -(-2048 // core)
+    assert core % 2 == 0 and tiles >= 4
+    assert resolve_tile_px(TileSettings(size_px="auto", workers=1), stages, big) == 0
+    small = big.replace(mosaic=big.mosaic[:512, :512])
+    assert resolve_tile_px(two, stages, small) == 0
+    vibrant = Simulation(isp.compose(["tuning=leica_vibrant"])).pipeline.stages  # local tone mapping on: not tileable
+    assert resolve_tile_px(two, vibrant, big) == 0
+    assert TileSettings(workers="auto").worker_count(on_gpu=True) == 1
