@@ -381,6 +381,8 @@ def sensor_dn(mean_e: Any, sensor: SensorConfig, backend: Backend, seed: int, ex
     params = fused.fused_params(sensor, exposure, seed, shape, window_origin(sensor, shape))
     if backend.is_gpu and components is None:
         return fused.dn_cuda(mean_e, patterns, params, backend)
+    if components is None:
+        return fused.dn_reference(mean_e, patterns, params, lambda e: digitise(e, sensor, xp), xp)
     return digitise(fused.noisy_electrons(mean_e, patterns, params, xp, components), sensor, xp)
 
 
