@@ -273,6 +273,9 @@ class _CudaLane:
         """The device buffer of input ``slot``, shaped like ``like`` (allocated once)."""
         current = self._device_in[slot]
         if current is None or current.shape != like.shape or current.dtype != like.dtype:
+            # The pool orders reuse within one stream only, and the upload stream will write this
+            # buffer: nothing queued on the compute stream may still use recycled memory.
+            self.compute.synchronize()
             with self.compute:  # its memory then belongs to the compute stream's pool arena
                 current = self._cp.empty(like.shape, like.dtype)
             self._device_in[slot] = current
