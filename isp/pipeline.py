@@ -140,9 +140,7 @@ class Pipeline:
         first, last = self.span(wanted, start, stop)
         result = PipelineResult(output=frame)
         if self.fuse:
-            if time_stages:
-                ctx.backend.synchronize()
-                t0 = time.perf_counter()
+            t0 = _clock(ctx, time_stages)
             span = self.stages[first : last + 1]
             key = plan_key(span, frame, ctx, wanted)
             plan = self._plans.get(key) if key is not None else None
@@ -156,8 +154,7 @@ class Pipeline:
                 result.output = plan.run(frame, ctx)
                 result.tuned.update(plan.tuned)
                 if time_stages:
-                    ctx.backend.synchronize()
-                    result.times_ms[plan.label] = (time.perf_counter() - t0) * 1e3
+                    result.times_ms[plan.label] = _elapsed_ms(ctx, t0)
                 if plan.last_stage in wanted:
                     result.taps[plan.last_stage] = result.output
                 return result
@@ -170,17 +167,14 @@ class Pipeline:
                     f"stage '{stage.name}' takes {_kind(expected)}, got {_kind(type(result.output))}: "
                     "check pipeline.stages and pipeline.start"
                 )
-            if time_stages:
-                ctx.backend.synchronize()
-                t0 = time.perf_counter()
+            t0 = _clock(ctx, time_stages)
             params = stage.params_for(result.output)
             tabled = tabled_fields(stage.params)
             if tabled:
                 result.tuned[stage.name] = {name: getattr(params, name) for name in tabled}
             result.output = stage.spec.fn(result.output, params, ctx)
             if time_stages:
-                ctx.backend.synchronize()
-                result.times_ms[stage.name] = (time.perf_counter() - t0) * 1e3
+                result.times_ms[stage.name] = _elapsed_ms(ctx, t0)
             if stage.name in wanted:
                 result.taps[stage.name] = result.output
         return result
@@ -200,6 +194,20 @@ class Pipeline:
             return self.names.index(name)
         except ValueError:
             raise ConfigError(f"pipeline.{what}: {name!r} is not a stage of this pipeline ({', '.join(self.names)})") from None
+
+
+def _clock(ctx: StageContext, on: bool) -> float:
+    """Start a timing: the device drained first, so earlier work is not counted (0.0 when off)."""
+    if not on:
+        return 0.0
+    ctx.backend.synchronize()
+    return time.perf_counter()
+
+
+def _elapsed_ms(ctx: StageContext, t0: float) -> float:
+    """Milliseconds since :func:`_clock`, the device's queued work included."""
+    ctx.backend.synchronize()
+    return (time.perf_counter() - t0) * 1e3
 
 
 def _kind(cls: type) -> str:

@@ -65,7 +65,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from isp.errors import ConfigError
-from isp.rng import philox4x32, pixel_counters, stream_id
+from isp.rng import philox4x32, pixel_counters, stream_id, uniform01
 from isp.sensor.model import Exposure, SensorConfig
 
 if TYPE_CHECKING:
@@ -205,14 +205,10 @@ def _tukey_unit(lam: float) -> float:
 # -- random numbers ------------------------------------------------------------------------------
 
 
-def _uniform(bits: Any, xp: Any) -> Any:
-    return ((bits >> np.uint32(9)).astype(xp.float32) + _F32(0.5)) * _F32(2.0**-23)
-
-
 def _normal(b0: Any, b1: Any, xp: Any) -> Any:
     """Box-Muller, first of the pair (as the kernel's ``standard_normal``)."""
-    radius = xp.sqrt(_F32(-2.0) * xp.log(_uniform(b0, xp)))
-    return radius * xp.cos(_F32(2.0 * np.pi) * _uniform(b1, xp))
+    radius = xp.sqrt(_F32(-2.0) * xp.log(uniform01(b0, xp)))
+    return radius * xp.cos(_F32(2.0 * np.pi) * uniform01(b1, xp))
 
 
 def _draw(lo: Any, hi: Any, draw: int, stream: str, key: tuple[int, int], xp: Any) -> tuple[Any, Any, Any, Any]:
@@ -231,7 +227,7 @@ def poisson(lam: Any, lo: Any, hi: Any, stream: str, key: tuple[int, int], xp: A
     small = lam < _F32(POISSON_INVERSION_BELOW)
     index = xp.nonzero(small)[0]
     if index.size:
-        u = _uniform(_draw(lo[index], hi[index], 0, stream, key, xp)[0], xp)
+        u = uniform01(_draw(lo[index], hi[index], 0, stream, key, xp)[0], xp)
         out[index] = _poisson_inversion(lam[index], u, xp)
     index = xp.nonzero(~small)[0]
     if index.size:
@@ -274,8 +270,8 @@ def _poisson_ptrs(lam: Any, lo: Any, hi: Any, stream: str, key: tuple[int, int],
         words = _draw(state["lo"], state["hi"], draw, stream, key, xp)
         for wu, wv in ((0, 1), (2, 3)):
             s = state
-            U = _uniform(words[wu], xp) - _F32(0.5)
-            V = _uniform(words[wv], xp)
+            U = uniform01(words[wu], xp) - _F32(0.5)
+            V = uniform01(words[wv], xp)
             us = _F32(0.5) - xp.abs(U)
             k = xp.floor((_F32(2.0) * s["a"] / us + s["b"]) * U + s["lam"] + _F32(0.43))
             accept = (us >= _F32(0.07)) & (V <= s["vr"])
@@ -321,7 +317,7 @@ def _log_poisson_pmf(k: Any, lam: Any, loglam: Any, xp: Any) -> Any:
 def _read_noise(lo: Any, hi: Any, stream: str, params: FusedParams, scale: np.float32, xp: Any) -> Any:
     words = _draw(lo, hi, 0, stream, params.key, xp)
     if params.read == "tukey":
-        u = _uniform(words[0], xp)
+        u = uniform01(words[0], xp)
         v = _F32(1.0) - u
         lam = params.tukey_lambda
         if lam == 0:

@@ -159,7 +159,7 @@ def false_color(image: Image, params: FalseColorParams, ctx: StageContext) -> Im
     ycc = ycbcr_planes(rgb)
     out = xp.empty_like(rgb)
     height = rgb.shape[0]
-    for start, stop in strips(height, height if ctx.backend.is_gpu else CPU_STRIP_ROWS):
+    for start, stop in strips(height, CPU_STRIP_ROWS, xp):
         kept = suppression(ycc, params, start, stop)
         kept *= kept.dtype.type(-1.0)  # now minus the fraction removed
         change_cb = kept * ycc[1, start:stop]

@@ -102,7 +102,7 @@ def sharpen(image: Image, params: SharpenParams, ctx: StageContext) -> Image:
     halo = max(1, len(weights) - 1)
     out = xp.empty_like(rgb)
     height = rgb.shape[0]
-    for start, stop in strips(height, height if ctx.backend.is_gpu else CPU_STRIP_ROWS):
+    for start, stop in strips(height, CPU_STRIP_ROWS, xp):
         change = _luma_change(rows_with_halo(luma, start, stop, halo), params, weights, halo)
         rows = out[start:stop]
         for channel in range(3):  # a change of luma alone moves R', G' and B' alike

@@ -191,14 +191,16 @@ def require_encoded_rgb(image: Image, stage: str) -> None:
         )
 
 
-def strips(rows: int, strip_rows: int) -> list[tuple[int, int]]:
-    """``(start, stop)`` of consecutive strips of ``strip_rows`` rows covering ``rows`` rows.
+def strips(rows: int, cpu_strip_rows: int, xp: Any) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the strips covering ``rows`` rows: ``cpu_strip_rows`` each on NumPy,
+    one on a GPU (``xp`` not NumPy).
 
     The CPU runs the full-resolution passes of the YCbCr stages strip by strip so that their
     planes stay in the processor's caches (the passes are bound by memory traffic); a GPU
     takes the image as one strip. A pixel never depends on the strips.
     """
-    return [(start, min(start + strip_rows, rows)) for start in range(0, rows, max(strip_rows, 1))]
+    step = max(cpu_strip_rows, 1) if xp is np else max(rows, 1)
+    return [(start, min(start + step, rows)) for start in range(0, rows, step)]
 
 
 def rows_with_halo(planes: Any, start: int, stop: int, halo: int) -> Any:

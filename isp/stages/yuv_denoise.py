@@ -252,7 +252,7 @@ def yuv_denoise(image: Image, params: YuvDenoiseParams, ctx: StageContext) -> Im
     if h % block or w % block:  # whole blocks for the chroma statistics
         rgb = xp.pad(rgb, ((0, -h % block), (0, -w % block), (0, 0)), mode="symmetric")
     ycc = ycbcr_planes(rgb)
-    bounds = strips(ycc.shape[1], ycc.shape[1] if ctx.backend.is_gpu else CPU_STRIP_ROWS)
+    bounds = strips(ycc.shape[1], CPU_STRIP_ROWS, ctx.backend.xp)
     luma = ycc[0]
     if params.luma_sigma:
         luma = xp.empty_like(ycc[0])
